@@ -1,0 +1,1 @@
+"""Streamlit dashboard: reads only published marts (tandem.publish), never the warehouse."""

@@ -1,0 +1,1 @@
+"""Prefect flows: the I/O and orchestration around the pure transforms."""

@@ -1,0 +1,353 @@
+"""The ``ingest`` flow: files in, validated rows in the warehouse, the rest quarantined.
+
+For each file: keep a copy, read it with its clinic's contract, pseudonymise client ids,
+stage, validate with Great Expectations, set aside duplicates, then load the batch in
+one DuckDB transaction (rows, quarantine, validation results and the batch record
+together, or nothing). Every received file ends with a batch record and an outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+
+from flows.sources import SourceError, reader_for
+from tandem import warehouse
+from tandem.contracts import ClinicContract, Instrument, load_clinic_contracts, load_instruments
+from tandem.files import Received, keep_copy, receive, version_key
+from tandem.pseudonym import load_key, pseudonym_map
+from tandem.settings import Settings, get_settings
+from tandem.validation import get_validator
+from transforms.staging import ANSWER_KEY, split_exact_duplicates, stage_rows, to_response_rows
+
+# Set by the command line to draw a progress bar; called after each file.
+progress_hook: Callable[[BatchResult], None] | None = None
+
+
+@dataclass
+class BatchResult:
+    batch_id: int
+    source_name: str
+    clinic_id: str | None
+    status: str  # loaded | failed | duplicate_file | superseded
+    reason: str | None = None
+    rows_received: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    rows_replaced: int = 0
+
+    @property
+    def accounted(self) -> bool:
+        return self.rows_received == self.rows_loaded + self.rows_quarantined + self.rows_duplicate
+
+
+class FileFailed(Exception):
+    def __init__(self, reason: str, clinic_id: str | None = None, fmt: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.clinic_id = clinic_id
+        self.fmt = fmt
+
+
+def resolve_contract(
+    received: Received, clinic_hint: str | None, contracts: dict[str, ClinicContract]
+) -> ClinicContract:
+    """Which clinic sent this file: given, else its inbox folder, else its rows' clinic id."""
+    if clinic_hint:
+        if clinic_hint not in contracts:
+            raise FileFailed(f"unknown clinic {clinic_hint!r}: no contract in data_contracts/clinics/",
+                             clinic_hint)
+        return contracts[clinic_hint]
+    parent = received.path.parent.name
+    if parent in contracts and received.path.parent.parent.name == "inbox":
+        return contracts[parent]
+    # A canonical CSV names its clinic in every row.
+    head = received.data[:65536].decode("utf-8-sig", errors="replace").splitlines()
+    if head and "clinic_id" in head[0]:
+        col = [h.strip().strip('"').lower() for h in head[0].split(",")].index("clinic_id")
+        ids = {line.split(",")[col].strip().strip('"') for line in head[1:] if line.count(",") > col}
+        known = ids & contracts.keys()
+        if len(known) == 1:
+            return contracts[known.pop()]
+        if ids and not known:
+            raise FileFailed(f"unknown clinic {sorted(ids)[:3]}: no contract in data_contracts/clinics/")
+    raise FileFailed(
+        "cannot tell which clinic sent this file: pass --clinic, or drop it in inbox/<clinic_id>/"
+    )
+
+
+def _pseudonymise(raw: pl.DataFrame, key: bytes) -> pl.DataFrame:
+    pairs = raw.select("clinic_id", "client_id").unique().drop_nulls()
+    mapping = pseudonym_map(key, ((c.strip(), k.strip()) for c, k in pairs.iter_rows()))
+    lookup = pl.DataFrame(
+        {"_c": [c for c, _ in mapping], "_k": [k for _, k in mapping],
+         "client_key": list(mapping.values())},
+        schema={"_c": pl.String, "_k": pl.String, "client_key": pl.String},
+    )
+    out = raw.with_columns(
+        _c=pl.col("clinic_id").str.strip_chars(), _k=pl.col("client_id").str.strip_chars()
+    ).join(lookup, on=["_c", "_k"], how="left", maintain_order="left")
+    return out.drop("_c", "_k", "client_id")
+
+
+def _raw_json(frame: pl.DataFrame) -> pl.Series:
+    cols = ["clinic_id", "client_key", "therapist_id", "session_date", "session_number",
+            "instrument", "item", "score"]
+    return frame.select(pl.struct(cols).struct.json_encode()).to_series()
+
+
+def _quarantine_rows(failures: pl.DataFrame, staged: pl.DataFrame, batch_id: int,
+                     clinic_id: str, now: dt.datetime) -> pl.DataFrame:
+    raw = staged.select("source_row", raw_values=_raw_json(staged))
+    return failures.join(raw, on="source_row", how="left").select(
+        pl.lit(batch_id, pl.Int64).alias("batch_id"),
+        pl.lit(clinic_id).alias("clinic_id"),
+        pl.col("source_row").cast(pl.Int64),
+        "rule",
+        "column_name",
+        "reason",
+        "raw_values",
+        pl.lit(now).alias("quarantined_at"),
+    )
+
+
+def process_file(
+    path: Path,
+    *,
+    settings: Settings,
+    contracts: dict[str, ClinicContract],
+    instruments: dict[str, Instrument],
+    key: bytes,
+    clinic_hint: str | None = None,
+    trigger: str = "cli",
+    flow_run_id: str | None = None,
+    as_of: dt.date | None = None,
+) -> BatchResult:
+    """One file, one batch, one transaction. Never raises for bad input: it records it."""
+    received = receive(path)
+    received_at = dt.datetime.now(dt.UTC)
+    as_of = as_of or dt.date.today()
+    contract: ClinicContract | None = None
+    staged: pl.DataFrame | None = None
+    failure: FileFailed | None = None
+    try:
+        contract = resolve_contract(received, clinic_hint, contracts)
+        stored = keep_copy(received, settings.received_dir / contract.clinic_id)
+        try:
+            raw = reader_for(contract.format)(received.data, contract, received.source_name)
+        except SourceError as exc:
+            raise FileFailed(str(exc), contract.clinic_id, contract.format) from exc
+        staged = stage_rows(_pseudonymise(raw, key), contract.date_format)
+    except FileFailed as exc:
+        failure = exc
+        stored = keep_copy(received, settings.received_dir / (exc.clinic_id or "_unknown"))
+
+    with warehouse.writer(settings) as con:
+        batch_id = con.execute("SELECT nextval('batch_id_seq')").fetchone()[0]
+        base = BatchResult(batch_id, received.source_name,
+                           contract.clinic_id if contract else (failure and failure.clinic_id),
+                           "failed")
+        record = {
+            "batch_id": batch_id, "clinic_id": base.clinic_id,
+            "source_name": received.source_name, "stored_path": str(stored),
+            "content_sha256": received.sha256, "size_bytes": received.size_bytes,
+            "format": contract.format if contract else None, "received_at": received_at,
+            "trigger": trigger, "flow_run_id": flow_run_id,
+        }
+        if failure is not None:
+            base.reason = failure.reason
+            _insert_batch(con, record, base, None, None, None)
+            return base
+        assert contract is not None and staged is not None
+        with warehouse.transaction(con):
+            return _load(con, record, base, contract, instruments, staged, received, as_of,
+                         settings)
+
+
+def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
+          contract: ClinicContract, instruments: dict[str, Instrument], staged: pl.DataFrame,
+          received: Received, as_of: dt.date, settings: Settings) -> BatchResult:
+    now = dt.datetime.now(dt.UTC)
+    result.rows_received = staged.height
+    clinic = contract.clinic_id
+
+    # The same bytes delivered again change nothing.
+    dup = con.execute(
+        "SELECT min(batch_id) FROM batch WHERE clinic_id = ? AND content_sha256 = ? "
+        "AND status IN ('loaded', 'superseded')",
+        [clinic, received.sha256],
+    ).fetchone()[0]
+    if dup is not None:
+        result.status, result.rows_duplicate = "duplicate_file", staged.height
+        result.reason = f"identical to batch {dup} (same content hash)"
+        _insert_batch(con, record, result, None, None, dup)
+        return result
+
+    # A corrected re-send replaces the series' loaded version; an older version arriving
+    # after a newer one loads nothing.
+    series, version = version_key(received.source_name)
+    loaded_versions = con.execute(
+        "SELECT batch_id, source_name FROM batch WHERE clinic_id = ? AND status = 'loaded' "
+        "AND superseded_by_batch_id IS NULL",
+        [clinic],
+    ).fetchall()
+    replaces = None
+    for bid, name in loaded_versions:
+        s, v = version_key(name)
+        if s != series:
+            continue
+        if v > version:
+            result.status, result.rows_duplicate = "superseded", staged.height
+            result.reason = f"a newer version of this file ({name}, batch {bid}) is already loaded"
+            _insert_batch(con, record, result, None, None, None)
+            return result
+        replaces = bid
+
+    unique, duplicates = split_exact_duplicates(staged)
+    outcome = get_validator().validate(
+        unique, contract, instruments, as_of, settings.contracts_dir / "rules.yaml"
+    )
+    failed_rows = outcome.failures.select("source_row").unique()
+    candidates = unique.join(failed_rows, on="source_row", how="anti")
+
+    # Rows already loaded from other batches: identical ones are duplicates, different
+    # ones conflict and are quarantined for a person to resolve.
+    cand = candidates.select(*ANSWER_KEY, "score_num", "source_row")
+    con.register("_cand", cand.to_arrow())
+    clash = warehouse.query_frame(
+        con,
+        """
+        SELECT c.source_row, r.score, r.batch_id
+        FROM _cand c JOIN response r
+          ON r.clinic_id = c.clinic_id AND r.client_key = c.client_key
+         AND r.instrument = c.instrument AND r.session_number = c.session_number_int
+         AND r.item = c.item_int
+        WHERE r.clinic_id = ? AND r.batch_id IS DISTINCT FROM ?
+        """,
+        [clinic, replaces],
+    )
+    con.unregister("_cand")
+    clash = clash.join(cand.select("source_row", "score_num"), on="source_row")
+    same = clash.filter(pl.col("score") == pl.col("score_num"))
+    differ = clash.filter(pl.col("score") != pl.col("score_num"))
+    conflicts = differ.select(
+        "source_row",
+        rule=pl.lit("consistent_with_loaded_rows"),
+        column_name=pl.lit("score"),
+        reason=pl.format("an answer to this item was already loaded from batch {} with score {}",
+                         pl.col("batch_id"), pl.col("score")),
+    ).unique("source_row")
+    failures = pl.concat([outcome.failures, conflicts.cast(outcome.failures.schema)])
+    to_load = candidates.join(clash.select("source_row").unique(), on="source_row", how="anti")
+
+    quarantine = _quarantine_rows(failures, staged, result.batch_id, clinic, now)
+    result.rows_quarantined = failures["source_row"].n_unique()
+    result.rows_duplicate = duplicates.height + same["source_row"].n_unique()
+    result.rows_loaded = to_load.height
+    if replaces is not None:
+        result.rows_replaced = con.execute(
+            "SELECT count(*) FROM response WHERE batch_id = ?", [replaces]
+        ).fetchone()[0]
+        con.execute("DELETE FROM response WHERE batch_id = ?", [replaces])
+        con.execute(
+            "UPDATE batch SET superseded_by_batch_id = ?, status = 'superseded' WHERE batch_id = ?",
+            [result.batch_id, replaces],
+        )
+        result.reason = f"replaces batch {replaces}"
+    if not result.accounted:  # a bug, not bad input: refuse to commit a batch that loses rows
+        raise RuntimeError(f"row accounting does not hold for {received.source_name}: {result}")
+    result.status = "loaded"
+
+    rows = to_response_rows(to_load, result.batch_id)
+    con.register("_rows", rows.to_arrow())
+    con.execute("INSERT INTO response SELECT * FROM _rows")
+    con.unregister("_rows")
+    if quarantine.height:
+        con.register("_q", quarantine.to_arrow())
+        con.execute("INSERT INTO quarantine SELECT * FROM _q")
+        con.unregister("_q")
+    _insert_batch(con, record, result, outcome.summary, now, None, replaces)
+    _write_validation_report(settings, result.batch_id, outcome.result_json)
+    return result
+
+
+def _insert_batch(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
+                  summary: list[dict] | None, validated_at: dt.datetime | None,
+                  duplicate_of: int | None, replaces: int | None = None) -> None:
+    con.execute(
+        """
+        INSERT INTO batch (batch_id, clinic_id, source_name, stored_path, content_sha256,
+            size_bytes, format, received_at, finished_at, status, reason, rows_received,
+            rows_loaded, rows_quarantined, rows_duplicate, rows_replaced, replaces_batch_id,
+            duplicate_of_batch_id, trigger, flow_run_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [record["batch_id"], record["clinic_id"], record["source_name"], record["stored_path"],
+         record["content_sha256"], record["size_bytes"], record["format"],
+         record["received_at"], result.status, result.reason, result.rows_received,
+         result.rows_loaded, result.rows_quarantined, result.rows_duplicate,
+         result.rows_replaced, replaces, duplicate_of, record["trigger"],
+         record["flow_run_id"]],
+    )
+    if summary:
+        con.executemany(
+            "INSERT INTO validation_result VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [[result.batch_id, s["rule"], s["expectation_type"], s["column_name"], s["success"],
+              s["element_count"], s["unexpected_count"], validated_at] for s in summary],
+        )
+
+
+def _write_validation_report(settings: Settings, batch_id: int, result_json: dict) -> None:
+    path = settings.validation_dir / f"batch-{batch_id:08d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result_json, default=str, indent=1), encoding="utf-8")
+
+
+@task(name="load-file", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=lambda task, run, state: _is_transient(state))
+def load_file(path: str, clinic_id: str | None, trigger: str) -> dict:
+    settings = get_settings()
+    ctx = get_run_context()
+    flow_run_id = str(ctx.task_run.flow_run_id) if getattr(ctx, "task_run", None) else None
+    result = process_file(
+        Path(path), settings=settings, contracts=load_clinic_contracts(settings),
+        instruments=load_instruments(settings), key=load_key(settings), clinic_hint=clinic_id,
+        trigger=trigger, flow_run_id=flow_run_id,
+    )
+    logger = get_run_logger()
+    level = logging.WARNING if result.status == "failed" else logging.INFO
+    logger.log(level, "%s: %s (received %d, loaded %d, quarantined %d, duplicate %d)%s",
+               result.source_name, result.status, result.rows_received, result.rows_loaded,
+               result.rows_quarantined, result.rows_duplicate,
+               f": {result.reason}" if result.reason else "")
+    if progress_hook:
+        progress_hook(result)
+    return asdict(result)
+
+
+def _is_transient(state) -> bool:
+    """Retry only what may pass by itself (a lock wait, an I/O hiccup), never bad input."""
+    try:
+        state.result()
+    except (TimeoutError, OSError, duckdb.IOException):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(paths: list[str], clinic_id: str | None = None, trigger: str = "cli") -> list[dict]:
+    """Ingest files (each its own batch). Returns one summary per file."""
+    return [load_file(p, clinic_id, trigger) for p in paths]

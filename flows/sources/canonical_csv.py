@@ -1,0 +1,41 @@
+"""The canonical long CSV (docs/formats.md): one row per answered item."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import polars as pl
+
+from flows.sources import SourceError, decode
+from tandem.contracts import ClinicContract
+from transforms.staging import CANONICAL_COLUMNS
+
+
+def read(data: bytes, contract: ClinicContract, source_name: str) -> pl.DataFrame:
+    """Every record as text; ``source_row`` is the record's line number (header = line 1)."""
+    text = decode(data, contract.encoding, source_name)
+    if not text.strip():
+        raise SourceError(f"{source_name} is empty")
+    header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)))]
+    missing = [c for c in CANONICAL_COLUMNS if c not in header]
+    if missing:
+        extra = [h for h in header if h not in CANONICAL_COLUMNS]
+        raise SourceError(
+            f"{source_name} does not match the canonical CSV header: missing {missing}"
+            + (f", unexpected {extra}" if extra else "")
+            + f"; expected {','.join(CANONICAL_COLUMNS)}"
+        )
+    try:
+        frame = pl.read_csv(
+            io.StringIO(text),
+            has_header=True,
+            infer_schema=False,  # every column as text: nothing is lost to a failed cast
+            new_columns=header,
+            truncate_ragged_lines=False,
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise SourceError(f"{source_name} is not a readable CSV: {str(exc).splitlines()[0]}") from exc
+    return frame.select(CANONICAL_COLUMNS).with_row_index("source_row", offset=2).with_columns(
+        pl.col("source_row").cast(pl.Int64)
+    )

@@ -1,0 +1,293 @@
+"""Great Expectations validation of staged rows against a clinic's data contract.
+
+The suite is built from ``data_contracts/rules.yaml`` plus the clinic contract and the
+instrument definitions, so a rule lives in one place. GX runs on a pandas frame (its SQL
+path returns no rows on DuckDB: GX issues #10738, #11579), reached from Polars via Arrow.
+Importing GX and making a context cost seconds, so one context serves the whole process.
+Each failing row comes back with its rule and a readable reason for the quarantine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from tandem.contracts import ClinicContract, Instrument
+
+ROW_ID = "source_row"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One expectation of the suite, with what a person needs to read its failures."""
+
+    rule: str
+    expectation_type: str
+    kwargs: dict[str, Any]
+    reason: str
+    column: str | None
+    instrument: str | None = None
+    only_where_present: str | None = None
+
+
+@dataclass
+class ValidationOutcome:
+    success: bool
+    # One row per (source_row, rule): source_row, rule, column_name, reason
+    failures: pl.DataFrame
+    # One dict per expectation: rule, expectation_type, column_name, success, counts
+    summary: list[dict[str, Any]]
+    result_json: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@lru_cache(maxsize=4)
+def load_rules(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["rules"]
+
+
+def build_rule_specs(
+    rules: list[dict[str, Any]],
+    contract: ClinicContract,
+    instruments: dict[str, Instrument],
+    as_of: dt.date,
+) -> list[RuleSpec]:
+    """Expand the rule templates for one clinic contract (and each of its instruments)."""
+    context: dict[str, Any] = {
+        "roster": sorted(contract.therapists),
+        "started_on": contract.started_on,
+        "as_of": as_of,
+        "date_format": contract.date_format,
+        "contract_clinic_id": contract.clinic_id,
+        "clinic_ids": [contract.clinic_id],
+        "contract_instruments": sorted(contract.instruments),
+        "contract_instruments_text": ", ".join(sorted(contract.instruments)),
+    }
+    specs: list[RuleSpec] = []
+    for rule in rules:
+        columns = rule.get("for_each_column") or [rule.get("column")]
+        if rule.get("for_each_instrument"):
+            targets = [instruments[c] for c in sorted(contract.instruments) if c in instruments]
+        else:
+            targets = [None]
+        for inst in targets:
+            ctx = dict(context)
+            if inst is not None:
+                ctx.update(
+                    instrument=inst.code,
+                    n_items=inst.n_items,
+                    item_min=_num(inst.item_range.min),
+                    item_max=_num(inst.item_range.max),
+                )
+            for column in columns:
+                kwargs: dict[str, Any] = {}
+                for key in ("value_set", "min_value", "max_value", "column_list"):
+                    if key in rule:
+                        kwargs[key] = _fill(rule[key], ctx)
+                if column is not None:
+                    kwargs["column"] = column
+                where = rule.get("only_where_present")
+                if inst is not None:
+                    kwargs["row_condition"] = f'instrument=="{inst.code}"'
+                    kwargs["condition_parser"] = "pandas"
+                elif where:
+                    kwargs["row_condition"] = f"{where}.notna()"
+                    kwargs["condition_parser"] = "pandas"
+                reason = rule["reason"]
+                if inst is not None:
+                    reason = _partial_format(reason, ctx)
+                specs.append(
+                    RuleSpec(
+                        rule=rule["id"] + (f"[{inst.code}]" if inst is not None else ""),
+                        expectation_type=rule["expectation"],
+                        kwargs=kwargs,
+                        reason=_partial_format(reason, {**ctx, "column": column}),
+                        column=column,
+                        instrument=inst.code if inst is not None else None,
+                        only_where_present=where,
+                    )
+                )
+    return specs
+
+
+def _num(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _fill(value: Any, ctx: dict[str, Any]) -> Any:
+    """Replace a whole-string placeholder like "{roster}" by the context's typed value."""
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return ctx[value[1:-1]]
+    return value
+
+
+class _SafeDict(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _partial_format(template: str, values: dict[str, Any]) -> str:
+    return template.format_map(_SafeDict({k: v for k, v in values.items() if v is not None}))
+
+
+class ContractValidator:
+    """One GX context per process; one suite per (contract, as_of), built on first use."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx  # slow import: only when validation is needed
+
+        self._gx = gx
+        self._lock = threading.Lock()
+        self.context = gx.get_context(mode="ephemeral")
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
+        source = self.context.data_sources.add_pandas("tandem_batches")
+        self._asset = source.add_dataframe_asset("staged_rows")
+        self._batch_definition = self._asset.add_batch_definition_whole_dataframe("batch")
+        self._definitions: dict[str, tuple[Any, list[RuleSpec]]] = {}
+
+    def _definition(self, specs: list[RuleSpec]) -> Any:
+        gx = self._gx
+        key = hashlib.sha256(
+            json.dumps([(s.rule, s.expectation_type, s.kwargs) for s in specs], default=str,
+                       sort_keys=True).encode()
+        ).hexdigest()[:16]
+        if key not in self._definitions:
+            suite = gx.ExpectationSuite(name=f"contract-{key}")
+            for spec in specs:
+                cls = _expectation_class(gx, spec.expectation_type)
+                kwargs = {k: _gx_value(v) for k, v in spec.kwargs.items()}
+                suite.add_expectation(cls(**kwargs, meta={"rule": spec.rule}))
+            suite = self.context.suites.add(suite)
+            vd = self.context.validation_definitions.add(
+                gx.ValidationDefinition(name=f"validate-{key}", data=self._batch_definition,
+                                        suite=suite)
+            )
+            self._definitions[key] = (vd, specs)
+        return self._definitions[key]
+
+    def validate(
+        self,
+        staged: pl.DataFrame,
+        contract: ClinicContract,
+        instruments: dict[str, Instrument],
+        as_of: dt.date,
+        rules_path: Path,
+    ) -> ValidationOutcome:
+        specs = build_rule_specs(load_rules(rules_path), contract, instruments, as_of)
+        with self._lock:
+            vd, specs = self._definition(specs)
+            frame = staged.to_pandas()
+            result = vd.run(
+                batch_parameters={"dataframe": frame},
+                result_format={"result_format": "COMPLETE",
+                               "unexpected_index_column_names": [ROW_ID]},
+            )
+        by_rule = {s.rule: s for s in specs}
+        failures: list[dict[str, Any]] = []
+        summary: list[dict[str, Any]] = []
+        for res in result.results:
+            rule = res.expectation_config.meta["rule"]
+            spec = by_rule[rule]
+            error = _raised(res.exception_info)
+            if error:
+                raise RuntimeError(f"data contract rule {rule} could not run: {error}")
+            rows = [int(r[ROW_ID]) for r in res.result.get("unexpected_index_list") or []]
+            summary.append({
+                "rule": rule,
+                "expectation_type": spec.expectation_type,
+                "column_name": spec.column,
+                "success": bool(res.success),
+                "element_count": res.result.get("element_count"),
+                "unexpected_count": len(rows),
+            })
+            failures.extend({"source_row": r, "rule": rule, "column_name": spec.column,
+                             "template": spec.reason} for r in rows)
+        failed = pl.DataFrame(
+            failures,
+            schema={"source_row": pl.Int64, "rule": pl.String, "column_name": pl.String,
+                    "template": pl.String},
+        )
+        return ValidationOutcome(
+            success=bool(result.success),
+            failures=_render_reasons(failed, staged),
+            summary=summary,
+            result_json=_compact(result.to_json_dict()),
+        )
+
+
+def _render_reasons(failed: pl.DataFrame, staged: pl.DataFrame) -> pl.DataFrame:
+    """Fill each failure's reason template with the failing row's values as received."""
+    if failed.is_empty():
+        return failed.drop("template").with_columns(reason=pl.lit(None, pl.String))
+    rows = failed.join(staged, on="source_row", how="left")
+    reasons = []
+    for rec in rows.iter_rows(named=True):
+        values = {k: ("" if v is None else v) for k, v in rec.items()}
+        reasons.append(_partial_format(rec["template"], values))
+    return failed.drop("template").with_columns(reason=pl.Series(reasons, dtype=pl.String))
+
+
+def _compact(result: dict[str, Any]) -> dict[str, Any]:
+    """Keep the report small: row numbers of failures are in the quarantine table already."""
+    for res in result.get("results", []):
+        r = res.get("result") or {}
+        for key in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
+                    "partial_unexpected_index_list", "partial_unexpected_counts",
+                    "unexpected_index_query"):
+            r.pop(key, None)
+    return result
+
+
+def _gx_value(value: Any) -> Any:
+    """Dates as pandas Timestamps: GX compares them with the datetime64 columns."""
+    import pandas as pd
+
+    if isinstance(value, dt.date):
+        return pd.Timestamp(value)
+    return value
+
+
+def _raised(info: dict[str, Any] | None) -> str | None:
+    """GX reports exceptions flat or keyed by metric; either way, say what failed."""
+    if not info:
+        return None
+    if "raised_exception" in info:
+        return info.get("exception_message") if info.get("raised_exception") else None
+    for sub in info.values():
+        if isinstance(sub, dict) and sub.get("raised_exception"):
+            return sub.get("exception_message") or "unknown error"
+    return None
+
+
+def _expectation_class(gx: Any, expectation_type: str) -> type:
+    name = "".join(part.capitalize() for part in expectation_type.split("_"))
+    try:
+        return getattr(gx.expectations, name)
+    except AttributeError as exc:
+        raise ValueError(f"unknown Great Expectations expectation {expectation_type!r}") from exc
+
+
+_VALIDATOR: ContractValidator | None = None
+_VALIDATOR_LOCK = threading.Lock()
+
+
+def get_validator() -> ContractValidator:
+    """The process-wide validator (GX import and context are built once)."""
+    global _VALIDATOR
+    with _VALIDATOR_LOCK:
+        if _VALIDATOR is None:
+            _VALIDATOR = ContractValidator()
+        return _VALIDATOR
