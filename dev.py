@@ -39,13 +39,24 @@ def ensure_environment() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     if STAMP.exists() and STAMP.read_text() == _fingerprint():
         return
-    print("installing Tandem and its dependencies into .venv (pinned by constraints.txt) ...",
-          flush=True)
-    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-           "--progress-bar", "off", "-q"]
+    print(
+        "installing Tandem and its dependencies into .venv (pinned by constraints.txt) ...",
+        flush=True,
+    )
+    pip = [
+        str(BIN / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "-q",
+    ]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"], check=True, cwd=ROOT
+    )
     STAMP.write_text(_fingerprint())
 
 

@@ -62,11 +62,13 @@ def aggregate(as_of: str | None = None) -> dict:
     marts = build(responses, settings, day)
     marts.update(audit)
     info = publish_marts(
-        marts, settings,
+        marts,
+        settings,
         {"as_of": day.isoformat(), "last_batch_id": last_batch, "responses": responses.height},
     )
     get_run_logger().info(
-        "published snapshot %s: %s", info["version"],
+        "published snapshot %s: %s",
+        info["version"],
         ", ".join(f"{k}={v}" for k, v in sorted(info["tables"].items())),
     )
     return info

@@ -51,7 +51,9 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+            out.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            )
         elif p.is_file():
             out.append(p)
         else:
@@ -59,12 +61,20 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def run_ingest(files: list[Path], clinic: str | None, trigger: str = "cli") -> list[dict]:
+def run_ingest(
+    files: list[Path], clinic: str | None, trigger: str = "cli", as_of: str | None = None
+) -> list[dict]:
     from flows import ingest as ingest_module
 
-    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
+    with Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         bar = progress.add_task("starting", total=len(files))
 
         def advance(result) -> None:
@@ -72,20 +82,37 @@ def run_ingest(files: list[Path], clinic: str | None, trigger: str = "cli") -> l
 
         ingest_module.progress_hook = advance
         try:
-            return ingest_module.ingest([str(f) for f in files], clinic, trigger)
+            return ingest_module.ingest([str(f) for f in files], clinic, trigger, as_of)
         finally:
             ingest_module.progress_hook = None
 
 
 def print_batches(results: list[dict]) -> None:
     table = Table(title="batches")
-    for col in ("batch", "file", "clinic", "status", "received", "loaded", "quarantined",
-                "duplicate", "reason"):
+    for col in (
+        "batch",
+        "file",
+        "clinic",
+        "status",
+        "received",
+        "loaded",
+        "quarantined",
+        "duplicate",
+        "reason",
+    ):
         table.add_column(col)
     for r in results:
-        table.add_row(str(r["batch_id"]), r["source_name"], r["clinic_id"] or "", r["status"],
-                      str(r["rows_received"]), str(r["rows_loaded"]), str(r["rows_quarantined"]),
-                      str(r["rows_duplicate"]), (r["reason"] or "")[:80])
+        table.add_row(
+            str(r["batch_id"]),
+            r["source_name"],
+            r["clinic_id"] or "",
+            r["status"],
+            str(r["rows_received"]),
+            str(r["rows_loaded"]),
+            str(r["rows_quarantined"]),
+            str(r["rows_duplicate"]),
+            (r["reason"] or "")[:80],
+        )
     console.print(table)
 
 
@@ -94,13 +121,17 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files, or folders of files, to ingest.")],
     clinic: Annotated[str | None, typer.Option(help="Clinic id, if the file does not say.")] = None,
     quiet: Annotated[bool, typer.Option(help="No table of batches.")] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Sessions after this date (YYYY-MM-DD) count as future; default today."),
+    ] = None,
 ) -> None:
     """Ingest files: validate every row, load the good ones, quarantine the rest."""
     files = expand_paths(paths)
     if not files:
         console.print("no files to ingest")
         raise typer.Exit(0)
-    results = run_ingest(files, clinic)
+    results = run_ingest(files, clinic, as_of=as_of)
     if not quiet:
         print_batches(results)
     failed = [r for r in results if r["status"] == "failed"]
@@ -111,28 +142,44 @@ def ingest(
 
 @app.command()
 def aggregate(
-    as_of: Annotated[str | None, typer.Option(help="Reference date (YYYY-MM-DD), default today.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Reference date (YYYY-MM-DD), default today.")
+    ] = None,
 ) -> None:
     """Rebuild the marts from the warehouse and publish them for the dashboard."""
     from flows.aggregate import aggregate as aggregate_flow
 
     with console.status("aggregating and publishing marts"):
         info = aggregate_flow(as_of)
-    console.print(f"published snapshot {info['version']}: "
-                  + ", ".join(f"{k}={v}" for k, v in sorted(info["tables"].items())))
+    console.print(
+        f"published snapshot {info['version']}: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(info["tables"].items()))
+    )
 
 
 @app.command()
 def dashboard(
-    port: Annotated[int | None, typer.Option(help="Port (default TANDEM_DASHBOARD_PORT, 8501).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default TANDEM_DASHBOARD_PORT, 8501).")
+    ] = None,
 ) -> None:
     """Start the Streamlit dashboard (reads only published marts)."""
     settings = get_settings()
     port = port or settings.dashboard_port
     console.print(f"dashboard on [bold]http://localhost:{port}[/bold] (Ctrl+C to stop)")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboards" / "app.py"),
-           "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "dashboards" / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     env = {**os.environ, "TANDEM_HOME": str(settings.home_dir)}
     try:
         raise typer.Exit(subprocess.call(cmd, env=env))

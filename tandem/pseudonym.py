@@ -8,6 +8,7 @@ key once in ``TANDEM_HOME/secrets/`` (outside the warehouse) and keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -30,14 +31,12 @@ def load_key(settings: Settings | None = None) -> bytes:
     if not path.exists():
         settings.secrets_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.secrets_dir, 0o700)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # fails if another process made the key first: keep theirs
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
+            os.link(tmp, path)
         tmp.unlink(missing_ok=True)
     return path.read_text(encoding="utf-8").strip().encode("utf-8")
 

@@ -63,8 +63,14 @@ def publish(
     pointer = settings.published_dir / POINTER
     pointer_tmp = settings.published_dir / f".{POINTER}.{version}.tmp"
     pointer_tmp.write_text(
-        json.dumps({"version": version, "file": path.name, "published_at": now.isoformat(),
-                    "tables": tables}),
+        json.dumps(
+            {
+                "version": version,
+                "file": path.name,
+                "published_at": now.isoformat(),
+                "tables": tables,
+            }
+        ),
         encoding="utf-8",
     )
     os.replace(pointer_tmp, pointer)
@@ -88,7 +94,9 @@ def current(settings: Settings | None = None) -> Snapshot | None:
     )
 
 
-def open_current(settings: Settings | None = None) -> tuple[Snapshot, duckdb.DuckDBPyConnection] | None:
+def open_current(
+    settings: Settings | None = None,
+) -> tuple[Snapshot, duckdb.DuckDBPyConnection] | None:
     snap = current(settings)
     if snap is None:
         return None

@@ -29,8 +29,15 @@ therapists: [T01, T02]
 HEADER = "clinic_id,client_id,therapist_id,session_date,session_number,instrument,item,score\n"
 
 
-def canonical_rows(client: str, therapist: str, date: str, session: int, instrument: str,
-                   scores: list[float], clinic: str = "northside") -> str:
+def canonical_rows(
+    client: str,
+    therapist: str,
+    date: str,
+    session: int,
+    instrument: str,
+    scores: list[float],
+    clinic: str = "northside",
+) -> str:
     """Canonical CSV lines for one administration, items numbered from 1."""
     return "".join(
         f"{clinic},{client},{therapist},{date},{session},{instrument},{i},{s}\n"

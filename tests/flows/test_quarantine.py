@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from tests.conftest import HEADER, canonical_rows
@@ -29,22 +31,27 @@ def test_ors_item_of_11_is_quarantined_and_the_rest_loads(prefect_server, tandem
     assert reason == "ORS item 3 score 11 is outside the item range 0-10"
     assert '"score":"11"' in raw and '"client_id"' not in raw  # raw values, pseudonymised
     assert con.execute("SELECT count(*) FROM response").fetchone()[0] == 7
-    assert con.execute(
-        "SELECT count(*) FROM response WHERE instrument = 'ORS' AND item = 3"
-    ).fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM response WHERE instrument = 'ORS' AND item = 3"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_unreadable_file_is_recorded_as_failed_and_kept(prefect_server, tandem_home, tmp_path):
     from flows.ingest import ingest
 
     path = tmp_path / "drifted.csv"
-    path.write_text("clinic_id,client,therapist_id,session_date,session_number,instrument,item,score\n"
-                    "northside,A,T01,2026-01-05,1,ORS,1,4\n")
+    path.write_text(
+        "clinic_id,client,therapist_id,session_date,session_number,instrument,item,score\n"
+        "northside,A,T01,2026-01-05,1,ORS,1,4\n"
+    )
     [batch] = ingest([str(path)], clinic_id="northside")
     assert batch["status"] == "failed"
     assert "missing ['client_id']" in batch["reason"]
     con = duckdb.connect(str(tandem_home.warehouse_path), read_only=True)
     stored, status = con.execute("SELECT stored_path, status FROM batch").fetchone()
     assert status == "failed"
-    assert open(stored, "rb").read() == path.read_bytes()  # kept for a re-run
+    assert Path(stored).read_bytes() == path.read_bytes()  # kept for a re-run
     assert con.execute("SELECT count(*) FROM response").fetchone()[0] == 0
