@@ -209,6 +209,12 @@ def _register_optional_commands() -> None:
     else:
         app.command("generate")(generate_command)
 
+    from flows.export_cli import export_command
+
+    export_app = typer.Typer(help="Export published data.", no_args_is_help=True)
+    export_app.command("episodes")(export_command)
+    app.add_typer(export_app, name="export")
+
 
 _register_optional_commands()
 

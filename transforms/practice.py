@@ -1,0 +1,210 @@
+"""Collaborative practice exposure per episode and outcomes compared across exposure levels.
+
+Exposure (agreed estimand): for each checklist practice, the share of the episode's sessions
+where it was used (item = 1) among sessions where the item was reported (a missing item is "not
+reported", not "no", per the PRACTICE definition); the episode's ``exposure`` is the mean of
+those shares over the practices (0..1). A *checklist* is any instrument of kind ``practice``
+whose items are yes/no (item range 0..1). Instruments with a ``top_score`` rule (CollaboRATE)
+give ``top_score_share``: the share of the episode's administrations at the top score.
+
+Outcomes across exposure are **observational** and **adjusted for intake severity by
+regression** (ANCOVA): ``change ~ intake + exposure`` (the practice effect, points per unit
+exposure 0 -> 1) and ``change ~ intake + exposure level`` (adjusted mean change per level at the
+mean intake), with standard errors clustered by therapist (CR1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from tandem.contracts import Instrument
+from transforms.stats import ols_cluster
+
+ALL_PRACTICES = "all"
+# Exposure levels for the stratified display (share of sessions with the practices).
+LEVEL_BREAKS = (1 / 3, 2 / 3)
+LEVEL_LABELS = ("low", "medium", "high")
+
+
+def checklist_instruments(instruments: dict[str, Instrument]) -> list[str]:
+    return [
+        c for c, i in instruments.items()
+        if i.kind == "practice" and i.item_range.min == 0 and i.item_range.max == 1
+    ]
+
+
+def practice_names(instruments: dict[str, Instrument]) -> list[str]:
+    return [
+        item.name or f"{code.lower()}_{item.number}"
+        for code in checklist_instruments(instruments)
+        for item in instruments[code].items
+    ]
+
+
+def episode_practice(
+    items_ep: pl.LazyFrame, admins_ep: pl.LazyFrame, instruments: dict[str, Instrument]
+) -> pl.LazyFrame:
+    """Per episode: ``exposure``, ``practice_<name>`` shares, ``checklist_sessions`` and
+    ``top_score_share`` / ``top_score_n``.
+
+    ``items_ep``: answered items with ``episode_id`` and ``item_name``
+    (see scoring.item_values); ``admins_ep``: administrations with ``episode_id``."""
+    names = practice_names(instruments)
+    per_item = (
+        items_ep.group_by(["episode_id", "item_name"])
+        .agg(pl.col("score").mean().alias("share"))
+    )
+    wide = per_item.group_by("episode_id").agg(
+        pl.col("share").mean().alias("exposure"),
+        *[
+            pl.col("share").filter(pl.col("item_name") == n).first().alias(f"practice_{n}")
+            for n in names
+        ],
+    )
+    checklist_sessions = (
+        items_ep.group_by("episode_id").agg(
+            pl.struct("session_date", "session_number").n_unique().cast(pl.Int32)
+            .alias("checklist_sessions")
+        )
+    )
+    top = (
+        admins_ep.filter(pl.col("top_score").is_not_null())
+        .group_by("episode_id")
+        .agg(
+            pl.col("top_score").mean().alias("top_score_share"),
+            pl.len().cast(pl.Int32).alias("top_score_n"),
+        )
+    )
+    return (
+        wide.join(checklist_sessions, on="episode_id", how="full", coalesce=True)
+        .join(top, on="episode_id", how="full", coalesce=True)
+    )
+
+
+def _finite(frame: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    return frame.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
+
+
+def practice_effect(
+    outcome: pl.DataFrame, instruments: dict[str, Instrument], scopes: list[str | None]
+) -> pl.DataFrame:
+    """``change ~ first_score + exposure`` per outcome instrument and practice (the mean
+    exposure ``all`` and each practice's share), over finished episodes; coefficient of
+    exposure in points per unit exposure 0 -> 1, 95% CI clustered by therapist.
+
+    ``outcome``: finished episodes x measure with ``first_score``, ``change``, ``exposure``,
+    ``practice_*``; ``scopes``: None = all clinics pooled, or a column to split by."""
+    rows: list[dict] = []
+    practices = [(ALL_PRACTICES, "exposure")] + [
+        (n, f"practice_{n}") for n in practice_names(instruments)
+    ]
+    outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
+    data = outcome.filter(pl.col("finished") & pl.col("instrument").is_in(outcomes))
+    for scope in scopes:
+        parts = data.partition_by(["instrument", scope] if scope else ["instrument"],
+                                  as_dict=True)
+        for key, part in parts.items():
+            instrument = key[0]
+            clinic = key[1] if scope else None
+            for practice, col in practices:
+                if col not in part.columns:
+                    continue
+                sub = _finite(part, ["change", "first_score", col])
+                row = {
+                    "scope": "clinic" if scope else "all",
+                    "clinic_id": clinic,
+                    "instrument": instrument,
+                    "practice": practice,
+                    "n": sub.height,
+                    "n_clients": sub["client_key"].n_unique() if sub.height else 0,
+                    "n_therapists": sub["therapist_id"].n_unique() if sub.height else 0,
+                    "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                }
+                if sub.height >= 5 and sub[col].std() > 0 and row["n_therapists"] >= 2:
+                    fit = ols_cluster(
+                        sub["change"].to_numpy(),
+                        np.column_stack([sub["first_score"].to_numpy(), sub[col].to_numpy()]),
+                        sub["therapist_id"].to_numpy(),
+                    )
+                    lo, hi = fit.ci(2)
+                    row.update(estimate=float(fit.coef[2]), ci_low=lo, ci_high=hi)
+                rows.append(row)
+    return _frame(rows, {
+        "scope": pl.String, "clinic_id": pl.String, "instrument": pl.String,
+        "practice": pl.String, "n": pl.Int64, "n_clients": pl.Int64, "n_therapists": pl.Int64,
+        "estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+    }).with_columns(
+        pl.lit("change ~ intake + exposure; OLS, CR1 by therapist").alias("method"),
+        pl.lit(True).alias("observational"),
+    ).with_columns(pl.col(c).fill_nan(None) for c in ("estimate", "ci_low", "ci_high"))
+
+
+def exposure_level(exposure: pl.Expr) -> pl.Expr:
+    lo, hi = LEVEL_BREAKS
+    return (
+        pl.when(exposure.is_null()).then(None)
+        .when(exposure < lo).then(pl.lit(LEVEL_LABELS[0]))
+        .when(exposure < hi).then(pl.lit(LEVEL_LABELS[1]))
+        .otherwise(pl.lit(LEVEL_LABELS[2]))
+    )
+
+
+def outcome_by_exposure_level(
+    outcome: pl.DataFrame, instruments: dict[str, Instrument]
+) -> pl.DataFrame:
+    """Per outcome instrument and exposure level: n, raw mean change and the
+    severity-adjusted mean change (ANCOVA at the mean intake, CR1 by therapist) with 95% CI,
+    and the share reliably improved. Change is signed so that positive = improvement."""
+    rows: list[dict] = []
+    outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
+    data = _finite(
+        outcome.filter(pl.col("finished") & pl.col("instrument").is_in(outcomes)),
+        ["improvement", "first_score", "exposure"],
+    ).with_columns(exposure_level(pl.col("exposure")).alias("level"))
+    for (instrument,), part in data.partition_by(["instrument"], as_dict=True).items():
+        levels = [lv for lv in LEVEL_LABELS if (part["level"] == lv).any()]
+        if not levels:
+            continue
+        dummies = np.column_stack(
+            [(part["level"] == lv).to_numpy().astype(float) for lv in levels[1:]]
+        ) if len(levels) > 1 else np.zeros((part.height, 0))
+        x = np.column_stack([part["first_score"].to_numpy(), dummies])
+        can_fit = part.height > x.shape[1] + 2 and part["therapist_id"].n_unique() >= 2
+        fit = ols_cluster(part["improvement"].to_numpy(), x,
+                          part["therapist_id"].to_numpy()) if can_fit else None
+        mean_intake = float(part["first_score"].mean())
+        for j, lv in enumerate(levels):
+            sub = part.filter(pl.col("level") == lv)
+            est = lo = hi = math.nan
+            if fit is not None:
+                c = np.zeros(len(fit.coef))
+                c[0], c[1] = 1.0, mean_intake
+                if j > 0:
+                    c[1 + j] = 1.0
+                est, lo, hi = fit.contrast_ci(c)
+            rows.append({
+                "instrument": instrument, "level": lv, "n": sub.height,
+                "n_clients": sub["client_key"].n_unique(),
+                "mean_exposure": float(sub["exposure"].mean()),
+                "raw_mean_improvement": float(sub["improvement"].mean()),
+                "adjusted_mean_improvement": est, "ci_low": lo, "ci_high": hi,
+                "reliably_improved": int((sub["reliable_change"] == "improved").sum()),
+            })
+    return _frame(rows, {
+        "instrument": pl.String, "level": pl.String, "n": pl.Int64, "n_clients": pl.Int64,
+        "mean_exposure": pl.Float64, "raw_mean_improvement": pl.Float64,
+        "adjusted_mean_improvement": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+        "reliably_improved": pl.Int64,
+    }).with_columns(
+        pl.lit("ANCOVA: improvement ~ intake + level, at mean intake; CR1 by therapist")
+        .alias("adjustment"),
+        pl.lit(True).alias("observational"),
+        *[pl.col(c).fill_nan(None) for c in ("adjusted_mean_improvement", "ci_low", "ci_high")],
+    )
+
+
+def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
