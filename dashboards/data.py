@@ -39,3 +39,20 @@ def table(snapshot: publish.Snapshot, name: str) -> pl.DataFrame:
     if name not in snapshot.tables:
         return pl.DataFrame()
     return query(snapshot, f'SELECT * FROM "{name}"')  # noqa: S608 - name checked above
+
+
+def has(snapshot: publish.Snapshot, name: str) -> bool:
+    return name in snapshot.tables
+
+
+def publish_info(snapshot: publish.Snapshot) -> dict[str, str]:
+    """The key/value facts written with the snapshot (as_of, last batch, ...)."""
+    if not snapshot.tables and not snapshot.path.exists():
+        return {}
+    info = query(snapshot, "SELECT key, value FROM publish_info")
+    return dict(zip(info["key"].to_list(), info["value"].to_list(), strict=True))
+
+
+def as_of(snapshot: publish.Snapshot) -> str:
+    """The reference date of the snapshot (the aggregate's ``as_of``), else its publish date."""
+    return publish_info(snapshot).get("as_of") or f"{snapshot.published_at:%Y-%m-%d}"

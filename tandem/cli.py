@@ -211,6 +211,10 @@ def _register_optional_commands() -> None:
 
     from flows.export_cli import export_command
 
+    from dashboards.users_cli import users_command
+
+    app.add_typer(users_command, name="users")
+
     export_app = typer.Typer(help="Export published data.", no_args_is_help=True)
     export_app.command("episodes")(export_command)
     app.add_typer(export_app, name="export")

@@ -1,70 +1,290 @@
-"""The dashboard page shows what the published marts hold (Streamlit AppTest)."""
+"""Each dashboard page, run with Streamlit's AppTest against a published snapshot: the figures
+shown equal the marts, small cells say "suppressed", and roles restrict what is seen."""
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
+import contextlib
+import json
 
 import polars as pl
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboards import auth, ui
 from tandem import publish
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
-
-
-def _publish_small_snapshot(settings) -> None:
-    episode_measure = pl.DataFrame({
-        "clinic_id": ["northside", "northside"],
-        "client_key": ["k1", "k2"],
-        "therapist_id": ["T01", "T02"],
-        "episode_id": ["e1", "e2"],
-        "instrument": ["ORS", "ORS"],
-        "first_date": [dt.date(2026, 1, 5), dt.date(2026, 1, 6)],
-        "last_date": [dt.date(2026, 1, 19), dt.date(2026, 1, 13)],
-        "sessions": [3, 2],
-        "first_score": [20.0, 12.0],
-        "last_score": [28.0, 16.0],
-        "change": [8.0, 4.0],
-    })
-    alliance = pl.DataFrame({
-        "clinic_id": ["northside"], "therapist_id": ["T01"], "n_sessions": [24],
-        "n_clients": [12], "mean_total": [34.5], "instrument": ["SRS"], "suppressed": [False],
-    })
-    publish.publish({"episode_measure": episode_measure, "dir_therapist_alliance": alliance},
-                    settings)
+from tests.dashboards.conftest import ADMIN, APP, DIRECTOR, QUALITY, app_as, frames
 
 
-def test_page_without_data_says_what_to_do(tandem_home):
-    at = AppTest.from_file(APP, default_timeout=30).run()
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+# Sign-in and roles ----------------------------------------------------------------------
+
+def test_sign_in_with_password_then_overview(marts, tandem_home):
+    auth.add_user(tandem_home, "dana", "correct horse", "director", ["northside"])
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert at.text_input[0].label == "User name"
+    at.text_input[0].input("dana")
+    at.text_input[1].input("wrong password")
+    at.button[0].click().run()
+    assert "wrong password" in at.error[0].value
+    assert ui.current_user() is None
+    at.text_input[1].input("correct horse")
+    at.button[0].click().run()
     assert not at.exception
+    assert at.title[0].value == "Overview"
+    log = (tandem_home.home_dir / "audit" / "access.jsonl").read_text().splitlines()
+    assert [json.loads(x)["action"] for x in log] == ["sign_in_failed", "sign_in"]
+
+
+def test_users_file_holds_only_bcrypt_hashes(tandem_home):
+    created = auth.ensure_demo_users(tandem_home)
+    assert set(created) == {"director", "quality", "admin"}
+    text = auth.users_path(tandem_home).read_text()
+    assert all(pw not in text for pw in created.values())
+    assert "$2b$" in text
+    user = auth.authenticate(tandem_home, "director", created["director"])
+    assert user is not None and user.role == "director" and user.clinics == ("northside",)
+    assert auth.ensure_demo_users(tandem_home) == {}  # existing users are kept
+    assert auth.authenticate(tandem_home, "nobody", "whatever1") is None
+
+
+def test_users_cli_adds_a_hashed_user(tandem_home):
+    from typer.testing import CliRunner
+
+    from dashboards.users_cli import users_command
+
+    result = CliRunner().invoke(users_command, ["add", "lee", "--role", "quality", "--clinic",
+                                                "northside"], input="s3cret-pass\ns3cret-pass\n")
+    assert result.exit_code == 0, result.output
+    assert auth.authenticate(tandem_home, "lee", "s3cret-pass").clinics == ("northside",)
+    assert "s3cret-pass" not in auth.users_path(tandem_home).read_text()
+
+
+def test_page_list_depends_on_role(marts):
+    director = app_as(DIRECTOR)
+    with pytest.raises(ValueError):
+        director.switch_page("pages/loads.py")
+    quality = app_as(QUALITY, "loads")
+    assert quality.title[0].value == "Loads and quarantine"
+    with contextlib.suppress(ValueError):  # not a registered page for this role
+        quality.switch_page("pages/users.py").run()
+    assert "Users" not in [t.value for t in quality.title]
+    admin = app_as(ADMIN, "users")
+    assert admin.title[0].value == "Users"
+
+
+def test_quality_page_refuses_a_director_run_directly(marts):
+    at = AppTest.from_file(APP.replace("app.py", "pages/loads.py"), default_timeout=60)
+    at.session_state["user"] = DIRECTOR
+    at.run()
+    assert "may not see" in at.error[0].value
+    assert not at.dataframe
+
+
+def test_without_data_the_page_says_what_to_do(tandem_home):
+    at = app_as(DIRECTOR)
     assert "No data published yet" in at.info[0].value
 
 
-def test_page_shows_episode_change_and_therapist_srs(tandem_home):
-    _publish_small_snapshot(tandem_home)
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    assert not at.exception
+# Overview -------------------------------------------------------------------------------
+
+def test_overview_figures_equal_the_marts_for_the_directors_clinic(marts):
+    at = app_as(DIRECTOR)
+    assert at.sidebar.selectbox[0].options == ["northside"]  # no other clinic, no "all"
+    row = marts["dir_outcomes"].filter(
+        (pl.col("clinic_id") == "northside") & pl.col("month").is_null()
+        & (pl.col("instrument") == "ORS")).row(0, named=True)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Episodes with ORS"] == "2"
-    assert metrics["Mean first ORS"] == "16.0"
-    assert metrics["Mean change (points)"] == "+6.0"
-    episodes = at.dataframe[0].value
-    assert list(episodes["change"]) == [8.0, 4.0]
-    therapists = at.dataframe[1].value
-    assert therapists["mean_total"].tolist() == [34.5]
+    assert metrics["Finished episodes"] == f"{row['n']:,}"
+    assert metrics["Recovered"] == _pct(row["recovered_rate"])
+    assert metrics["Reliably deteriorated"] == _pct(row["deteriorated_rate"])
+    active = marts["dir_off_track"].filter(
+        (pl.col("clinic_id") == "northside") & pl.col("therapist_id").is_null()
+        & (pl.col("instrument") == "ORS")).row(0, named=True)
+    assert metrics["Active clients"] == f"{active['n_clients']:,}"
+    captions = " ".join(c.value for c in at.caption)
+    assert f"n = {row['n']:,} episodes" in captions
+    freshness = frames(at)[-1]
+    assert freshness["clinic_id"].to_list() == ["northside"]
 
 
-def test_next_view_after_a_publish_shows_the_new_data(tandem_home):
-    _publish_small_snapshot(tandem_home)
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    assert {m.label: m.value for m in at.metric}["Episodes with ORS"] == "2"
-    one = pl.DataFrame({
-        "clinic_id": ["northside"], "client_key": ["k1"], "therapist_id": ["T01"],
-        "episode_id": ["e1"], "instrument": ["ORS"], "first_date": [dt.date(2026, 1, 5)],
-        "last_date": [dt.date(2026, 1, 19)], "sessions": [3], "first_score": [20.0],
-        "last_score": [30.0], "change": [10.0],
-    })
-    publish.publish({"episode_measure": one}, tandem_home)
+def test_overview_monthly_cells_say_suppressed_never_zero(marts):
+    at = app_as(DIRECTOR)
+    monthly = next(f for f in frames(at) if "month" in f.columns)
+    mart = marts["dir_outcomes"].filter((pl.col("clinic_id") == "northside")
+                                        & (pl.col("instrument") == "ORS")
+                                        & pl.col("month").is_not_null()).sort("month")
+    small = mart.filter(pl.col("suppressed"))["month"].map_elements(
+        lambda d: f"{d:%Y-%m}", return_dtype=pl.String).to_list()
+    assert small, "the synthetic data has suppressed months"
+    shown = monthly.filter(pl.col("month").is_in(small))
+    assert set(shown["n"]) == {"suppressed"} and set(shown["recovered"]) == {"suppressed"}
+    assert "0" not in monthly["n"].to_list()
+
+
+def test_overview_headline_cell_suppressed(tandem_home, marts):
+    small = {k: v for k, v in marts.items()}
+    small["dir_outcomes"] = marts["dir_outcomes"].with_columns(
+        pl.when(pl.col("clinic_id") == "northside").then(True).otherwise(pl.col("suppressed"))
+        .alias("suppressed"),
+        pl.when(pl.col("clinic_id") == "northside").then(None).otherwise(pl.col("n"))
+        .alias("n"))
+    publish.publish(small, tandem_home)
+    at = app_as(DIRECTOR)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Finished episodes"] == "suppressed"
+    assert metrics["Recovered"] == "suppressed"
+
+
+def test_overview_nhs_talking_therapies_for_all_clinics(marts):
+    at = app_as(QUALITY)
+    at.sidebar.selectbox[0].select("eastgate").run()
+    assert at.sidebar.selectbox[1].value.startswith("PHQ-9 + GAD-7")
+    row = marts["dir_nhs_talking_therapies"].filter(
+        (pl.col("clinic_id") == "eastgate") & pl.col("month").is_null()).row(0, named=True)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Recovery rate"] == _pct(row["recovery_rate"])
+    assert metrics["Reliable improvement"] == _pct(row["reliable_improvement_rate"])
+    funnel = frames(at)[0]
+    assert funnel["episodes"].to_list() == [f"{row[c]:,}" for c in
+                                            ("episodes", "finished", "caseness_at_start",
+                                             "recovered")]
+
+
+def test_next_view_after_a_publish_shows_the_new_data(tandem_home, marts):
+    at = app_as(DIRECTOR)
+    before = {m.label: m.value for m in at.metric}["Finished episodes"]
+    changed = dict(marts)
+    changed["dir_outcomes"] = marts["dir_outcomes"].with_columns(
+        pl.when(pl.col("clinic_id") == "northside").then(pl.lit(4321, dtype=pl.UInt32))
+        .otherwise(pl.col("n")).alias("n"))
+    publish.publish(changed, tandem_home)
     at.run()
-    assert {m.label: m.value for m in at.metric}["Mean change (points)"] == "+10.0"
+    after = {m.label: m.value for m in at.metric}["Finished episodes"]
+    assert before != after == "4,321"
+
+
+# Practices ------------------------------------------------------------------------------
+
+def test_practices_show_mart_estimates_marked_observational(marts):
+    at = app_as(DIRECTOR, "practices")
+    assert "Observational" in at.warning[0].value
+    use, effect = frames(at)[:2]
+    mart = marts["dir_practice_effect"].filter(
+        (pl.col("scope") == "clinic") & (pl.col("clinic_id") == "northside")
+        & (pl.col("instrument") == "ORS") & (pl.col("practice") == "all")).row(0, named=True)
+    shown = effect.filter(pl.col("practice") == "All practices (mean exposure)").row(0, named=True)
+    assert shown["episodes (n)"] == f"{mart['n']:,}"
+    assert shown["points of change per 0→100% exposure (95% CI)"].startswith(
+        f"{mart['estimate']:+.1f} (95% CI {mart['ci_low']:+.1f}")
+    top = marts["dir_practice_use"].filter((pl.col("clinic_id") == "northside")
+                                           & (pl.col("practice") == "top_score")).row(0, named=True)
+    assert use.filter(pl.col("practice") == "CollaboRATE top score")[
+        "mean share of sessions (95% CI)"][0].startswith(_pct(top["mean_share"]))
+    # All-clinic exposure levels are not shown to a single-clinic director.
+    assert any("all clinics combined only" in c.value for c in at.caption)
+
+
+def test_practices_by_level_for_all_clinic_users(marts):
+    at = app_as(QUALITY, "practices")
+    levels = next(f for f in frames(at) if "exposure level" in f.columns)
+    mart = marts["dir_practice_outcome"]
+    assert levels["episodes (n)"].to_list() == [
+        "suppressed" if r["suppressed"] else f"{r['n']:,}" for r in mart.iter_rows(named=True)]
+
+
+# Alliance -------------------------------------------------------------------------------
+
+def test_alliance_correlation_and_srs_share(marts):
+    at = app_as(DIRECTOR, "alliance")
+    r = marts["dir_alliance_outcome"].filter(pl.col("clinic_id") == "northside").row(0, named=True)
+    corr = next(f for f in frames(at) if "outcome" in f.columns)
+    assert corr["r, better alliance ↔ better outcome (95% CI)"][0].startswith(
+        f"{r['r_improvement']:+.2f}")
+    sa = marts["session_alliance"].filter(pl.col("clinic_id") == "northside")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sessions with an SRS"] == f"{sa.height:,}"
+    assert metrics["Sessions with SRS below 36"] == _pct(sa["low_alliance"].mean())
+
+
+# Therapists -----------------------------------------------------------------------------
+
+def test_therapists_funnel_not_a_ranking(marts):
+    at = app_as(DIRECTOR, "therapists")
+    table = frames(at)[0]
+    mart = marts["dir_therapist_effect"].filter((pl.col("clinic_id") == "northside")
+                                                & (pl.col("instrument") == "ORS"))
+    assert table["therapist"].to_list() == sorted(mart["therapist_id"].to_list())
+    assert not any("rank" in c.lower() for c in table.columns)
+    assert set(table["compared with average"]) <= {"above", "below", "not distinguishable",
+                                                   "suppressed"}
+    assert any("Funnel" in c.value for c in at.caption)
+
+
+# Off track ------------------------------------------------------------------------------
+
+def test_off_track_counts_for_directors_list_only_for_quality(marts, tandem_home):
+    director = app_as(DIRECTOR, "off_track")
+    row = marts["dir_off_track"].filter((pl.col("clinic_id") == "northside")
+                                        & pl.col("therapist_id").is_null()).row(0, named=True)
+    assert {m.label: m.value for m in director.metric}["Off track (ORS)"] == str(row["off_track"])
+    assert all("episode_id" not in f.columns for f in frames(director))
+    quality = app_as(QUALITY, "off_track")
+    listed = frames(quality)[-1]
+    expected = marts["off_track_episode"].filter(pl.col("off_track"))
+    assert sorted(listed["episode_id"]) == sorted(expected["episode_id"])
+    log = (tandem_home.home_dir / "audit" / "access.jsonl").read_text()
+    assert '"what": "off_track_episode"' in log and '"user": "quinn"' in log
+
+
+# Quality pages --------------------------------------------------------------------------
+
+def test_loads_show_every_batch_and_quarantined_row(marts):
+    at = app_as(QUALITY, "loads")
+    batches, failed, quarantine = frames(at)
+    assert batches.height == marts["audit_batch"].height
+    assert failed["reason"].to_list() == marts["audit_batch"].filter(
+        pl.col("status") == "failed")["reason"].to_list()
+    assert quarantine.height == marts["audit_quarantine"].height
+    at.multiselect(key="q_rule").select("therapist_on_roster").run()
+    assert set(frames(at)[2]["rule"]) == {"therapist_on_roster"}
+
+
+def test_quality_user_scoped_to_a_clinic_sees_only_its_batches(marts):
+    at = app_as(auth.User("q2", "quality", "Q2", ("eastgate",)), "loads")
+    batches = frames(at)[0]
+    assert set(batches["clinic_id"]) == {"eastgate"}
+
+
+def test_downloads_are_safe_against_formula_injection():
+    frame = pl.DataFrame({"a": ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "ok"],
+                          "n": [1, 2, 3, 4, 5, 6, 7]})
+    cells = pl.read_csv(ui.safe_csv(frame))["a"].to_list()
+    assert cells[:6] == ["'" + v for v in frame["a"].to_list()[:6]]
+    assert cells[6] == "ok"
+
+
+def test_validation_history_and_completeness_render(marts):
+    at = app_as(QUALITY, "validation")
+    summary = frames(at)[0]
+    res = marts["audit_validation_result"].join(
+        marts["audit_batch"].select("batch_id", "clinic_id"), on="batch_id")
+    first = sorted(res["clinic_id"].unique())[0]
+    assert summary["batches"].sum() == res.filter(pl.col("clinic_id") == first).height
+    comp = app_as(QUALITY, "completeness")
+    per_clinic = frames(comp)[0]
+    assert per_clinic["sessions"].sum() == marts["episode_session"].height
+
+
+def test_lineage_episodes_add_up_to_the_figure(marts):
+    at = app_as(QUALITY, "lineage")
+    figure = marts["dir_outcomes"].filter(
+        (pl.col("clinic_id") == at.selectbox(key="lin_clinic").value)
+        & (pl.col("instrument") == at.selectbox(key="lin_inst").value)
+        & pl.col("month").is_null()).row(0, named=True)
+    episodes, sessions, batches = frames(at)
+    assert episodes.height == figure["n"]
+    assert set(sessions["episode_id"]) == set(episodes["episode_id"])
+    assert batches.height > 0
