@@ -81,6 +81,10 @@ def _settle(page) -> None:
     page.wait_for_load_state("networkidle")
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    # Charts and tables load their code lazily and show a skeleton until drawn.
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
+        timeout=60_000)
     page.wait_for_timeout(1200)
 
 
