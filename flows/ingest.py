@@ -9,10 +9,9 @@ together, or nothing). Every received file ends with a batch record and an outco
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import duckdb
@@ -21,14 +20,24 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
-from flows.sources import SourceError, reader_for
+from flows.events import emit_batch_finished
+from flows.sources import SourceError, reader_for, split_notes
 from tandem import warehouse
 from tandem.contracts import ClinicContract, Instrument, load_clinic_contracts, load_instruments
 from tandem.files import Received, keep_copy, receive, version_key
 from tandem.pseudonym import load_key, pseudonym_map
 from tandem.settings import Settings, get_settings
-from tandem.validation import get_validator
-from transforms.staging import ANSWER_KEY, split_exact_duplicates, stage_rows, to_response_rows
+from tandem.validation import get_validator, write_batch_report
+from transforms.staging import (
+    ANSWER_KEY,
+    ROW_ID,
+    UNIT_KEY,
+    add_contract_columns,
+    split_exact_duplicates,
+    stage_rows,
+    to_reported_total_rows,
+    to_response_rows,
+)
 
 # Set by the command line to draw a progress bar; called after each file.
 progress_hook: Callable[[BatchResult], None] | None = None
@@ -46,6 +55,12 @@ class BatchResult:
     rows_quarantined: int = 0
     rows_duplicate: int = 0
     rows_replaced: int = 0
+    # The GX result of a loaded batch, written to TANDEM_HOME/validation/ after commit.
+    report: dict | None = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> dict:
+        """The batch's outcome as plain values (what the flow returns and events carry)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "report"}
 
     @property
     def accounted(self) -> bool:
@@ -66,8 +81,9 @@ def resolve_contract(
     """Which clinic sent this file: given, else its inbox folder, else its rows' clinic id."""
     if clinic_hint:
         if clinic_hint not in contracts:
-            raise FileFailed(f"unknown clinic {clinic_hint!r}: no contract in data_contracts/clinics/",
-                             clinic_hint)
+            raise FileFailed(
+                f"unknown clinic {clinic_hint!r}: no contract in data_contracts/clinics/",
+                clinic_hint)
         return contracts[clinic_hint]
     parent = received.path.parent.name
     if parent in contracts and received.path.parent.parent.name == "inbox":
@@ -76,12 +92,14 @@ def resolve_contract(
     head = received.data[:65536].decode("utf-8-sig", errors="replace").splitlines()
     if head and "clinic_id" in head[0]:
         col = [h.strip().strip('"').lower() for h in head[0].split(",")].index("clinic_id")
-        ids = {line.split(",")[col].strip().strip('"') for line in head[1:] if line.count(",") > col}
+        ids = {line.split(",")[col].strip().strip('"') for line in head[1:]
+               if line.count(",") > col}
         known = ids & contracts.keys()
         if len(known) == 1:
             return contracts[known.pop()]
         if ids and not known:
-            raise FileFailed(f"unknown clinic {sorted(ids)[:3]}: no contract in data_contracts/clinics/")
+            raise FileFailed(
+                f"unknown clinic {sorted(ids)[:3]}: no contract in data_contracts/clinics/")
     raise FileFailed(
         "cannot tell which clinic sent this file: pass --clinic, or drop it in inbox/<clinic_id>/"
     )
@@ -101,24 +119,39 @@ def _pseudonymise(raw: pl.DataFrame, key: bytes) -> pl.DataFrame:
     return out.drop("_c", "_k", "client_id")
 
 
-def _raw_json(frame: pl.DataFrame) -> pl.Series:
-    cols = ["clinic_id", "client_key", "therapist_id", "session_date", "session_number",
-            "instrument", "item", "score"]
-    return frame.select(pl.struct(cols).struct.json_encode()).to_series()
+_RAW_COLUMNS = ["clinic_id", "client_key", "therapist_id", "session_date", "session_number",
+                "instrument", "item", "score"]
 
 
-def _quarantine_rows(failures: pl.DataFrame, staged: pl.DataFrame, batch_id: int,
+def _quarantine_rows(failures: pl.DataFrame, set_aside: pl.DataFrame, batch_id: int,
                      clinic_id: str, now: dt.datetime) -> pl.DataFrame:
-    raw = staged.select("source_row", raw_values=_raw_json(staged))
-    return failures.join(raw, on="source_row", how="left").select(
+    """One quarantine row per failed rule of a row, naming the administration set aside.
+
+    ``raw_values`` is the failing row as received (client id already pseudonymised); when
+    its record carried more items of the instrument, they come along under ``answers``.
+    """
+    units = set_aside.group_by(UNIT_KEY).agg(
+        rows_set_aside=pl.len().cast(pl.Int64),
+        answers=pl.struct("item", "score").sort_by(pl.col("item_int")),
+    )
+    rows = failures.join(set_aside.select(ROW_ID, "source_row", *_RAW_COLUMNS,
+                                          *[c for c in UNIT_KEY if c not in _RAW_COLUMNS]),
+                         on=ROW_ID, how="left")
+    rows = rows.join(units, on=UNIT_KEY, how="left", nulls_equal=True)
+    single = pl.struct(_RAW_COLUMNS).struct.json_encode()
+    many = pl.struct(*_RAW_COLUMNS, "answers").struct.json_encode()
+    return rows.select(
         pl.lit(batch_id, pl.Int64).alias("batch_id"),
         pl.lit(clinic_id).alias("clinic_id"),
         pl.col("source_row").cast(pl.Int64),
         "rule",
         "column_name",
         "reason",
-        "raw_values",
+        pl.when(pl.col("rows_set_aside") > 1).then(many).otherwise(single).alias("raw_values"),
         pl.lit(now).alias("quarantined_at"),
+        "source_ref",
+        "instrument",
+        "rows_set_aside",
     )
 
 
@@ -141,13 +174,20 @@ def process_file(
     contract: ClinicContract | None = None
     staged: pl.DataFrame | None = None
     failure: FileFailed | None = None
+    notes: list[str] = []
     try:
         contract = resolve_contract(received, clinic_hint, contracts)
         stored = keep_copy(received, settings.received_dir / contract.clinic_id)
         try:
-            raw = reader_for(contract.format)(received.data, contract, received.source_name)
+            raw, notes = split_notes(
+                reader_for(contract.format)(received.data, contract, received.source_name))
         except SourceError as exc:
             raise FileFailed(str(exc), contract.clinic_id, contract.format) from exc
+        except Exception as exc:  # a contract that does not fit the file: record, never crash
+            raise FileFailed(
+                f"{received.source_name} cannot be read under the clinic's {contract.format} "
+                f"contract ({type(exc).__name__}: {str(exc)[:200]})",
+                contract.clinic_id, contract.format) from exc
         staged = stage_rows(_pseudonymise(raw, key), contract.date_format)
     except FileFailed as exc:
         failure = exc
@@ -171,13 +211,17 @@ def process_file(
             return base
         assert contract is not None and staged is not None
         with warehouse.transaction(con):
-            return _load(con, record, base, contract, instruments, staged, received, as_of,
-                         settings)
+            result = _load(con, record, base, contract, instruments, staged, received, as_of,
+                           settings, notes)
+    if result.status == "loaded":
+        _write_validation_report(settings, result, contract.clinic_id)
+    return result
 
 
 def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
           contract: ClinicContract, instruments: dict[str, Instrument], staged: pl.DataFrame,
-          received: Received, as_of: dt.date, settings: Settings) -> BatchResult:
+          received: Received, as_of: dt.date, settings: Settings,
+          notes: list[str] | None = None) -> BatchResult:
     now = dt.datetime.now(dt.UTC)
     result.rows_received = staged.height
     clinic = contract.clinic_id
@@ -215,71 +259,112 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
         replaces = bid
 
     unique, duplicates = split_exact_duplicates(staged)
+    unique = add_contract_columns(unique, instruments)
     outcome = get_validator().validate(
         unique, contract, instruments, as_of, settings.contracts_dir / "rules.yaml"
     )
-    failed_rows = outcome.failures.select("source_row").unique()
-    candidates = unique.join(failed_rows, on="source_row", how="anti")
+    # A failing row sets aside its whole administration in that record (UNIT_KEY): a
+    # questionnaire is loaded whole or not at all.
+    failed_units = unique.join(outcome.failures.select(ROW_ID).unique(), on=ROW_ID,
+                               how="semi").select(UNIT_KEY).unique()
+    set_aside = unique.join(failed_units, on=UNIT_KEY, how="semi", nulls_equal=True)
+    candidates = unique.join(set_aside.select(ROW_ID), on=ROW_ID, how="anti")
 
     # Rows already loaded from other batches: identical ones are duplicates, different
     # ones conflict and are quarantined for a person to resolve.
-    cand = candidates.select(*ANSWER_KEY, "score_num", "source_row")
-    con.register("_cand", cand.to_arrow())
-    clash = warehouse.query_frame(
-        con,
-        """
-        SELECT c.source_row, r.score, r.batch_id
-        FROM _cand c JOIN response r
-          ON r.clinic_id = c.clinic_id AND r.client_key = c.client_key
-         AND r.instrument = c.instrument AND r.session_number = c.session_number_int
-         AND r.item = c.item_int
-        WHERE r.clinic_id = ? AND r.batch_id IS DISTINCT FROM ?
-        """,
-        [clinic, replaces],
-    )
-    con.unregister("_cand")
-    clash = clash.join(cand.select("source_row", "score_num"), on="source_row")
-    same = clash.filter(pl.col("score") == pl.col("score_num"))
-    differ = clash.filter(pl.col("score") != pl.col("score_num"))
+    clash = _clash_with_loaded(con, candidates, clinic, replaces)
+    same = clash.filter(pl.col("loaded") == pl.col("score_num"))
+    differ = clash.filter(pl.col("loaded") != pl.col("score_num"))
     conflicts = differ.select(
-        "source_row",
+        ROW_ID,
         rule=pl.lit("consistent_with_loaded_rows"),
         column_name=pl.lit("score"),
-        reason=pl.format("an answer to this item was already loaded from batch {} with score {}",
-                         pl.col("batch_id"), pl.col("score")),
-    ).unique("source_row")
-    failures = pl.concat([outcome.failures, conflicts.cast(outcome.failures.schema)])
-    to_load = candidates.join(clash.select("source_row").unique(), on="source_row", how="anti")
+        reason=pl.format("an answer to {} {} at this session was already loaded from batch {} "
+                         "with {} {}", pl.col("instrument"), pl.col("what"),
+                         pl.col("batch_id"), pl.col("what_value"), pl.col("loaded")),
+    ).unique(ROW_ID)
+    conflict_units = candidates.join(conflicts.select(ROW_ID), on=ROW_ID, how="semi").select(
+        UNIT_KEY).unique()
+    conflicted = candidates.join(conflict_units, on=UNIT_KEY, how="semi", nulls_equal=True)
+    set_aside = pl.concat([set_aside, conflicted], how="diagonal_relaxed")
+    candidates = candidates.join(conflicted.select(ROW_ID), on=ROW_ID, how="anti")
+    already = candidates.join(same.select(ROW_ID), on=ROW_ID, how="semi")
+    to_load = candidates.join(already.select(ROW_ID), on=ROW_ID, how="anti")
 
-    quarantine = _quarantine_rows(failures, staged, result.batch_id, clinic, now)
-    result.rows_quarantined = failures["source_row"].n_unique()
-    result.rows_duplicate = duplicates.height + same["source_row"].n_unique()
+    failures = pl.concat([outcome.failures, conflicts.cast(outcome.failures.schema)])
+    quarantine = _quarantine_rows(failures, set_aside, result.batch_id, clinic, now)
+    result.rows_quarantined = set_aside.height
+    result.rows_duplicate = duplicates.height + already.height
     result.rows_loaded = to_load.height
+    reasons = list(notes or [])
     if replaces is not None:
         result.rows_replaced = con.execute(
-            "SELECT count(*) FROM response WHERE batch_id = ?", [replaces]
+            "SELECT (SELECT count(*) FROM response WHERE batch_id = $1)"
+            " + (SELECT count(*) FROM reported_total WHERE batch_id = $1)", [replaces]
         ).fetchone()[0]
         con.execute("DELETE FROM response WHERE batch_id = ?", [replaces])
+        con.execute("DELETE FROM reported_total WHERE batch_id = ?", [replaces])
         con.execute(
             "UPDATE batch SET superseded_by_batch_id = ?, status = 'superseded' WHERE batch_id = ?",
             [result.batch_id, replaces],
         )
-        result.reason = f"replaces batch {replaces}"
+        reasons.insert(0, f"replaces batch {replaces}")
+    result.reason = "; ".join(reasons) or None
     if not result.accounted:  # a bug, not bad input: refuse to commit a batch that loses rows
         raise RuntimeError(f"row accounting does not hold for {received.source_name}: {result}")
     result.status = "loaded"
 
-    rows = to_response_rows(to_load, result.batch_id)
-    con.register("_rows", rows.to_arrow())
-    con.execute("INSERT INTO response SELECT * FROM _rows")
-    con.unregister("_rows")
-    if quarantine.height:
-        con.register("_q", quarantine.to_arrow())
-        con.execute("INSERT INTO quarantine SELECT * FROM _q")
-        con.unregister("_q")
+    _insert_frame(con, "response", to_response_rows(to_load, result.batch_id))
+    _insert_frame(con, "reported_total", to_reported_total_rows(to_load, result.batch_id))
+    _insert_frame(con, "quarantine", quarantine)
     _insert_batch(con, record, result, outcome.summary, now, None, replaces)
-    _write_validation_report(settings, result.batch_id, outcome.result_json)
+    result.report = outcome.result_json
     return result
+
+
+def _clash_with_loaded(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame, clinic: str,
+                       replaces: int | None) -> pl.DataFrame:
+    """Candidate rows whose answer (or total) is already in the warehouse from another batch."""
+    cand = candidates.select(*ANSWER_KEY, "score_num", ROW_ID)
+    if cand.is_empty():
+        return pl.DataFrame(schema={ROW_ID: pl.Int64, "loaded": pl.Float64,
+                                    "batch_id": pl.Int64, "instrument": pl.String,
+                                    "what": pl.String, "what_value": pl.String,
+                                    "score_num": pl.Float64})
+    con.register("_cand", cand.to_arrow())
+    try:
+        clash = warehouse.query_frame(
+            con,
+            """
+            SELECT c.row_id, r.score AS loaded, r.batch_id, c.instrument,
+                   'item ' || r.item AS what, 'score' AS what_value
+            FROM _cand c JOIN response r
+              ON r.clinic_id = c.clinic_id AND r.client_key = c.client_key
+             AND r.instrument = c.instrument AND r.session_number = c.session_number_int
+             AND r.item = c.item_int
+            WHERE c.kind = 'item' AND r.clinic_id = $1 AND r.batch_id IS DISTINCT FROM $2
+            UNION ALL
+            SELECT c.row_id, t.total, t.batch_id, c.instrument, 'total', 'total'
+            FROM _cand c JOIN reported_total t
+              ON t.clinic_id = c.clinic_id AND t.client_key = c.client_key
+             AND t.instrument = c.instrument AND t.session_number = c.session_number_int
+            WHERE c.kind = 'total' AND t.clinic_id = $1 AND t.batch_id IS DISTINCT FROM $2
+            """,
+            [clinic, replaces],
+        )
+    finally:
+        con.unregister("_cand")
+    return clash.join(cand.select(ROW_ID, "score_num"), on=ROW_ID)
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    if frame.height:
+        con.register("_frame", frame.to_arrow())
+        try:
+            # table is one of this module's literals, never input
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")  # noqa: S608
+        finally:
+            con.unregister("_frame")
 
 
 def _insert_batch(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
@@ -308,15 +393,15 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, record: dict, result: BatchRes
         )
 
 
-def _write_validation_report(settings: Settings, batch_id: int, result_json: dict) -> None:
-    path = settings.validation_dir / f"batch-{batch_id:08d}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result_json, default=str, indent=1), encoding="utf-8")
+def _write_validation_report(settings: Settings, result: BatchResult, clinic_id: str) -> None:
+    """Keep the GX result (JSON) and its readable page for the quality team."""
+    write_batch_report(settings.validation_dir, result.batch_id, clinic_id, result.source_name,
+                       result.report or {}, result.summary())
 
 
 @task(name="load-file", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=lambda task, run, state: _is_transient(state))
-def load_file(path: str, clinic_id: str | None, trigger: str) -> dict:
+def load_file(path: str, clinic_id: str | None, trigger: str, as_of: str | None = None) -> dict:
     settings = get_settings()
     ctx = get_run_context()
     flow_run_id = str(ctx.task_run.flow_run_id) if getattr(ctx, "task_run", None) else None
@@ -324,6 +409,7 @@ def load_file(path: str, clinic_id: str | None, trigger: str) -> dict:
         Path(path), settings=settings, contracts=load_clinic_contracts(settings),
         instruments=load_instruments(settings), key=load_key(settings), clinic_hint=clinic_id,
         trigger=trigger, flow_run_id=flow_run_id,
+        as_of=dt.date.fromisoformat(as_of) if as_of else None,
     )
     logger = get_run_logger()
     level = logging.WARNING if result.status == "failed" else logging.INFO
@@ -333,7 +419,7 @@ def load_file(path: str, clinic_id: str | None, trigger: str) -> dict:
                f": {result.reason}" if result.reason else "")
     if progress_hook:
         progress_hook(result)
-    return asdict(result)
+    return result.summary()
 
 
 def _is_transient(state) -> bool:
@@ -348,6 +434,16 @@ def _is_transient(state) -> bool:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(paths: list[str], clinic_id: str | None = None, trigger: str = "cli") -> list[dict]:
-    """Ingest files (each its own batch). Returns one summary per file."""
-    return [load_file(p, clinic_id, trigger) for p in paths]
+def ingest(
+    paths: list[str], clinic_id: str | None = None, trigger: str = "cli", as_of: str | None = None
+) -> list[dict]:
+    """Ingest files (each its own batch). Returns one summary per file.
+
+    ``as_of`` (YYYY-MM-DD, default today) is the date a session may not be after.
+    """
+    results = []
+    for p in paths:
+        results.append(load_file(p, clinic_id, trigger, as_of))
+        # --- events (flows/events.py): a finished batch may make the marts stale ---
+        emit_batch_finished(results[-1], trigger)
+    return results

@@ -22,8 +22,7 @@ import polars as pl
 import yaml
 
 from tandem.contracts import ClinicContract, Instrument
-
-ROW_ID = "source_row"
+from transforms.staging import ROW_ID
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,14 @@ class RuleSpec:
     column: str | None
     instrument: str | None = None
     only_where_present: str | None = None
+    # The rule name a failing row is filed under, filled from the row (e.g. "...[{instrument}]").
+    label: str | None = None
 
 
 @dataclass
 class ValidationOutcome:
     success: bool
-    # One row per (source_row, rule): source_row, rule, column_name, reason
+    # One row per (row_id, rule): row_id, rule, column_name, reason
     failures: pl.DataFrame
     # One dict per expectation: rule, expectation_type, column_name, success, counts
     summary: list[dict[str, Any]]
@@ -87,33 +88,46 @@ def build_rule_specs(
                     n_items=inst.n_items,
                     item_min=_num(inst.item_range.min),
                     item_max=_num(inst.item_range.max),
+                    total_min=_num(inst.scoring.total_range.min),
+                    total_max=_num(inst.scoring.total_range.max),
                 )
             for column in columns:
                 kwargs: dict[str, Any] = {}
-                for key in ("value_set", "min_value", "max_value", "column_list"):
+                for key in ("value_set", "min_value", "max_value", "column_list", "column_A",
+                            "column_B", "or_equal"):
                     if key in rule:
                         kwargs[key] = _fill(rule[key], ctx)
                 if column is not None:
                     kwargs["column"] = column
+                for key in ("ignore_row_if",):
+                    if key in rule:
+                        kwargs[key] = rule[key]
                 where = rule.get("only_where_present")
+                conditions = []
                 if inst is not None:
-                    kwargs["row_condition"] = f'instrument=="{inst.code}"'
-                    kwargs["condition_parser"] = "pandas"
-                elif where:
-                    kwargs["row_condition"] = f"{where}.notna()"
+                    conditions.append(f'instrument=="{inst.code}"')
+                if rule.get("where"):
+                    conditions.append(f"({rule['where']})")
+                if where:
+                    conditions.append(f"{where}.notna()")
+                if conditions:
+                    kwargs["row_condition"] = " and ".join(conditions)
                     kwargs["condition_parser"] = "pandas"
                 reason = rule["reason"]
                 if inst is not None:
                     reason = _partial_format(reason, ctx)
+                n_same = sum(1 for s in specs if _base_rule(s.rule) == rule["id"])
                 specs.append(
                     RuleSpec(
-                        rule=rule["id"] + (f"[{inst.code}]" if inst is not None else ""),
+                        rule=rule["id"] + (f"[{inst.code}]" if inst is not None else "")
+                        + (f"#{n_same + 1}" if n_same else ""),
                         expectation_type=rule["expectation"],
                         kwargs=kwargs,
                         reason=_partial_format(reason, {**ctx, "column": column}),
                         column=column,
                         instrument=inst.code if inst is not None else None,
                         only_where_present=where,
+                        label=_partial_format(rule["label"], ctx) if rule.get("label") else None,
                     )
                 )
     return specs
@@ -189,7 +203,7 @@ class ContractValidator:
         specs = build_rule_specs(load_rules(rules_path), contract, instruments, as_of)
         with self._lock:
             vd, specs = self._definition(specs)
-            frame = staged.to_pandas()
+            frame = _to_pandas(staged)
             result = vd.run(
                 batch_parameters={"dataframe": frame},
                 result_format={"result_format": "COMPLETE",
@@ -206,18 +220,19 @@ class ContractValidator:
                 raise RuntimeError(f"data contract rule {rule} could not run: {error}")
             rows = [int(r[ROW_ID]) for r in res.result.get("unexpected_index_list") or []]
             summary.append({
-                "rule": rule,
+                "rule": _base_rule(rule),
                 "expectation_type": spec.expectation_type,
-                "column_name": spec.column,
+                "column_name": spec.column or spec.kwargs.get("column_A"),
                 "success": bool(res.success),
                 "element_count": res.result.get("element_count"),
                 "unexpected_count": len(rows),
             })
-            failures.extend({"source_row": r, "rule": rule, "column_name": spec.column,
+            failures.extend({ROW_ID: r, "rule": spec.label or _base_rule(rule),
+                             "column_name": spec.column or spec.kwargs.get("column_A"),
                              "template": spec.reason} for r in rows)
         failed = pl.DataFrame(
             failures,
-            schema={"source_row": pl.Int64, "rule": pl.String, "column_name": pl.String,
+            schema={ROW_ID: pl.Int64, "rule": pl.String, "column_name": pl.String,
                     "template": pl.String},
         )
         return ValidationOutcome(
@@ -228,16 +243,44 @@ class ContractValidator:
         )
 
 
+def _to_pandas(staged: pl.DataFrame) -> Any:
+    """Hand the frame to GX in the dtypes its pandas checks vectorise (int64, float64 and
+    datetime64[ns]); others (int16, datetime64[ms]) fall back to a Python call per row."""
+    casts = []
+    for name, dtype in staged.schema.items():
+        if dtype.is_integer():
+            casts.append(pl.col(name).cast(pl.Float64 if staged[name].null_count() else pl.Int64))
+        elif dtype == pl.Date:
+            casts.append(pl.col(name).cast(pl.Datetime("ns")))
+    return staged.with_columns(casts).to_pandas()
+
+
+def _base_rule(rule: str) -> str:
+    """A rule's id without the ``#2`` that tells two expectations of one rule apart."""
+    return rule.split("#", 1)[0]
+
+
+def _shown(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _render_reasons(failed: pl.DataFrame, staged: pl.DataFrame) -> pl.DataFrame:
-    """Fill each failure's reason template with the failing row's values as received."""
+    """Fill each failure's reason (and rule label) with the failing row's values."""
     if failed.is_empty():
         return failed.drop("template").with_columns(reason=pl.lit(None, pl.String))
-    rows = failed.join(staged, on="source_row", how="left")
-    reasons = []
-    for rec in rows.iter_rows(named=True):
-        values = {k: ("" if v is None else v) for k, v in rec.items()}
+    wanted = [c for c in staged.columns if c != "client_key"]
+    rows = failed.join(staged.select(wanted), on=ROW_ID, how="left")
+    reasons, rules = [], []
+    for rec in rows.iter_rows(named=True):  # failures only: few rows
+        values = {k: _shown(v) for k, v in rec.items()}
         reasons.append(_partial_format(rec["template"], values))
-    return failed.drop("template").with_columns(reason=pl.Series(reasons, dtype=pl.String))
+        rules.append(_partial_format(rec["rule"], values))
+    return failed.drop("template").with_columns(
+        reason=pl.Series(reasons, dtype=pl.String), rule=pl.Series(rules, dtype=pl.String))
 
 
 def _compact(result: dict[str, Any]) -> dict[str, Any]:
@@ -291,3 +334,103 @@ def get_validator() -> ContractValidator:
         if _VALIDATOR is None:
             _VALIDATOR = ContractValidator()
         return _VALIDATOR
+
+
+# --- The quality team's report: one HTML page per batch, and an index of them ---------
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "text-align:left;font-size:14px}th{background:#f3f3f3}.ok{color:#17663a}.bad{color:#a01c1c}"
+)
+
+
+def _page(title: str, body: str) -> str:
+    from html import escape
+
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+
+
+def write_batch_report(directory: Path, batch_id: int, clinic_id: str, source_name: str,
+                       result_json: dict[str, Any], summary: dict[str, Any]) -> Path:
+    """Keep a batch's GX result as JSON and as a readable HTML page (Data Docs' role).
+
+    GX's own Data Docs need a file-backed context and re-render every page on each build;
+    a page per batch written once, from the kept result, stays fast on a back-fill of
+    thousands of files and never holds client ids (the result has no row values).
+    """
+    from html import escape
+
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"batch-{batch_id:08d}"
+    (directory / f"{stem}.json").write_text(
+        json.dumps({"batch": summary, "validation": result_json}, default=str, indent=1),
+        encoding="utf-8")
+    rows = []
+    for res in result_json.get("results", []):
+        cfg = res.get("expectation_config") or {}
+        r = res.get("result") or {}
+        kw = {k: v for k, v in (cfg.get("kwargs") or {}).items()
+              if k not in ("batch_id", "condition_parser")}
+        cls = "ok" if res.get("success") else "bad"
+        rows.append(
+            f"<tr><td>{escape(str((cfg.get('meta') or {}).get('rule', '')))}</td>"
+            f"<td>{escape(str(cfg.get('type', '')))}</td>"
+            f"<td><code>{escape(json.dumps(kw, default=str)[:300])}</code></td>"
+            f"<td class='{cls}'>{'passed' if res.get('success') else 'failed'}</td>"
+            f"<td>{r.get('element_count', '')}</td><td>{r.get('unexpected_count', '')}</td></tr>")
+    facts = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+                    for k, v in summary.items())
+    body = (f"<p><a href='index.html'>all batches</a></p><h1>Batch {batch_id}: "
+            f"{escape(source_name)}</h1><p>clinic {escape(clinic_id)}</p><table>{facts}</table>"
+            "<h2>Data-contract rules (Great Expectations)</h2><table><tr><th>rule</th>"
+            "<th>expectation</th><th>arguments</th><th>outcome</th><th>rows checked</th>"
+            "<th>rows failing</th></tr>" + "".join(rows) + "</table>"
+            "<p>Failing rows, with their reasons, are in the <code>quarantine</code> table "
+            "(batch_id = " + str(batch_id) + ").</p>")
+    path = directory / f"{stem}.html"
+    path.write_text(_page(f"Batch {batch_id}", body), encoding="utf-8")
+    return path
+
+
+def build_report_index(directory: Path) -> Path:
+    """``index.html`` over every kept batch report (newest first): the page to link to."""
+    from html import escape
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in sorted(directory.glob("batch-*.json"), reverse=True):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        b = doc.get("batch") or {}
+        ok = (doc.get("validation") or {}).get("success")
+        rows.append(
+            f"<tr><td><a href='{path.stem}.html'>{b.get('batch_id', '')}</a></td>"
+            f"<td>{escape(str(b.get('clinic_id', '')))}</td>"
+            f"<td>{escape(str(b.get('source_name', '')))}</td>"
+            f"<td class='{'ok' if ok else 'bad'}'>"
+            f"{'all rules passed' if ok else 'rows failed'}</td>"
+            f"<td>{b.get('rows_received', '')}</td><td>{b.get('rows_loaded', '')}</td>"
+            f"<td>{b.get('rows_quarantined', '')}</td><td>{b.get('rows_duplicate', '')}</td></tr>")
+    body = ("<h1>Tandem data-contract validation</h1><table><tr><th>batch</th><th>clinic</th>"
+            "<th>file</th><th>outcome</th><th>received</th><th>loaded</th><th>quarantined</th>"
+            "<th>duplicates</th></tr>" + "".join(rows) + "</table>")
+    index = directory / "index.html"
+    tmp = index.with_suffix(".html.tmp")
+    tmp.write_text(_page("Tandem validation", body), encoding="utf-8")
+    tmp.replace(index)
+    return index
+
+
+def validation_report_path(settings: Any = None) -> Path:
+    """The report's entry page (built if missing): what the dashboard links to."""
+    from tandem.settings import get_settings
+
+    settings = settings or get_settings()
+    index = settings.validation_dir / "index.html"
+    if not index.exists():
+        build_report_index(settings.validation_dir)
+    return index

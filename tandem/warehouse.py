@@ -17,7 +17,7 @@ from filelock import FileLock
 
 from tandem.settings import Settings, get_settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE SEQUENCE IF NOT EXISTS batch_id_seq START 1;
@@ -63,7 +63,24 @@ CREATE TABLE IF NOT EXISTS response (
     item SMALLINT NOT NULL,
     score DOUBLE NOT NULL,
     batch_id BIGINT NOT NULL,
-    source_row BIGINT NOT NULL
+    source_row BIGINT NOT NULL,
+    source_ref VARCHAR                -- how a person finds the record: line, or Sheet!row
+);
+
+-- One row per instrument total a source reports itself (a FHIR Observation, a score item)
+-- that passed its contract: in range, and equal to its items when they came too.
+CREATE TABLE IF NOT EXISTS reported_total (
+    clinic_id VARCHAR NOT NULL,
+    client_key VARCHAR NOT NULL,
+    therapist_id VARCHAR NOT NULL,
+    session_date DATE NOT NULL,
+    session_number INTEGER NOT NULL,
+    instrument VARCHAR NOT NULL,
+    total DOUBLE NOT NULL,
+    items_total DOUBLE,               -- the score of the same batch's items, when all came
+    batch_id BIGINT NOT NULL,
+    source_row BIGINT NOT NULL,
+    source_ref VARCHAR
 );
 
 -- One row per source row (or item of it) that failed a rule, with the reason.
@@ -75,7 +92,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     column_name VARCHAR,
     reason VARCHAR NOT NULL,
     raw_values VARCHAR NOT NULL,      -- JSON of the row as received (client id pseudonymised)
-    quarantined_at TIMESTAMPTZ NOT NULL
+    quarantined_at TIMESTAMPTZ NOT NULL,
+    source_ref VARCHAR,               -- line, or Sheet!row for Excel
+    instrument VARCHAR,               -- the administration set aside (with all its items)
+    rows_set_aside BIGINT             -- canonical rows of that record and instrument set aside
 );
 
 -- One row per batch and data-contract rule: the Great Expectations outcome.
@@ -92,22 +112,36 @@ CREATE TABLE IF NOT EXISTS validation_result (
 """
 
 
-def connect(settings: Settings | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    settings: Settings | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """A raw connection. Prefer :func:`writer` for writes; readers use published data."""
     settings = settings or get_settings()
     settings.ensure_dirs()
     return duckdb.connect(str(settings.warehouse_path), read_only=read_only)
 
 
+# Columns added after version 1: a warehouse made by an older Tandem gains them in place.
+MIGRATIONS = """
+ALTER TABLE response ADD COLUMN IF NOT EXISTS source_ref VARCHAR;
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS source_ref VARCHAR;
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS instrument VARCHAR;
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS rows_set_aside BIGINT;
+"""
+
+
 def init_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DDL)
+    con.execute(MIGRATIONS)
     con.execute(
         "INSERT OR REPLACE INTO schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
     )
 
 
 @contextmanager
-def writer(settings: Settings | None = None, timeout: float = 3600) -> Iterator[duckdb.DuckDBPyConnection]:
+def writer(
+    settings: Settings | None = None, timeout: float = 3600
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """The single writer: an inter-process lock, then a read-write connection."""
     settings = settings or get_settings()
     settings.ensure_dirs()

@@ -97,12 +97,16 @@ def stage_rows(raw: pl.DataFrame, date_format: str) -> pl.DataFrame:
     )
 
 
-def check_totals(staged: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.DataFrame:
-    """Add ``items_total`` and ``total_consistent`` to reported-total rows.
+def add_contract_columns(staged: pl.DataFrame,
+                         instruments: dict[str, Instrument]) -> pl.DataFrame:
+    """Give each row its instrument's limits and the checks the contract rules read.
 
-    ``items_total`` is the instrument's score (sum or mean, per its definition) of the
-    same administration's items in this batch, when every item is present and in range;
-    otherwise null, and then there is nothing to compare (``total_consistent`` null).
+    Per-row limits (``n_items``, ``item_min``/``item_max`` for items, ``total_min``/
+    ``total_max`` for totals, from the instrument definitions) let one vectorised
+    expectation cover every instrument, instead of one filtered expectation each. The
+    ``*_invalid`` columns hold the raw text of a value that is present but does not
+    parse; ``items_total`` and ``total_consistent`` compare a reported total with the
+    same administration's items in this batch (when all are present and in range).
     """
     spec = pl.DataFrame(
         {
@@ -110,16 +114,32 @@ def check_totals(staged: pl.DataFrame, instruments: dict[str, Instrument]) -> pl
             "_n": [i.n_items for i in instruments.values()],
             "_lo": [float(i.item_range.min) for i in instruments.values()],
             "_hi": [float(i.item_range.max) for i in instruments.values()],
+            "_tlo": [float(i.scoring.total_range.min) for i in instruments.values()],
+            "_thi": [float(i.scoring.total_range.max) for i in instruments.values()],
             "_mean": [i.scoring.method == "mean" for i in instruments.values()],
         },
-        schema={"instrument": pl.String, "_n": pl.Int32, "_lo": pl.Float64, "_hi": pl.Float64,
+        schema={"instrument": pl.String, "_n": pl.Int16, "_lo": pl.Float64,
+                "_hi": pl.Float64, "_tlo": pl.Float64, "_thi": pl.Float64,
                 "_mean": pl.Boolean},
     )
+    item = pl.col("kind") == "item"
+    total = pl.col("kind") == "total"
+    out = staged.join(spec, on="instrument", how="left", maintain_order="left").with_columns(
+        n_items=pl.when(item).then(pl.col("_n")),
+        item_min=pl.when(item).then(pl.col("_lo")),
+        item_max=pl.when(item).then(pl.col("_hi")),
+        total_min=pl.when(total).then(pl.col("_tlo")),
+        total_max=pl.when(total).then(pl.col("_thi")),
+        session_date_invalid=pl.when(pl.col("session_date_parsed").is_null())
+        .then(pl.col("session_date")),
+        session_number_invalid=pl.when(pl.col("session_number_int").is_null())
+        .then(pl.col("session_number")),
+        item_invalid=pl.when(item & pl.col("item_int").is_null()).then(pl.col("item")),
+        score_invalid=pl.when(pl.col("score_num").is_null()).then(pl.col("score")),
+    )
     items = (
-        staged.filter(pl.col("kind") == "item")
-        .join(spec, on="instrument", how="inner")
-        .filter(pl.col("item_int").is_between(1, pl.col("_n"))
-                & pl.col("score_num").is_between(pl.col("_lo"), pl.col("_hi")))
+        out.filter(item & pl.col("item_int").is_between(1, pl.col("_n"))
+                   & pl.col("score_num").is_between(pl.col("_lo"), pl.col("_hi")))
         .group_by(ADMIN_KEY)
         .agg(
             _count=pl.col("item_int").n_unique(),
@@ -137,9 +157,9 @@ def check_totals(staged: pl.DataFrame, instruments: dict[str, Instrument]) -> pl
             .otherwise(pl.col("_sum")),
         )
     )
-    out = staged.join(items, on=[*ADMIN_KEY, "kind"], how="left", nulls_equal=False,
-                      maintain_order="left")
-    return out.with_columns(
+    out = out.join(items, on=[*ADMIN_KEY, "kind"], how="left", nulls_equal=False,
+                   maintain_order="left")
+    return out.drop("_n", "_lo", "_hi", "_tlo", "_thi", "_mean").with_columns(
         total_consistent=pl.when(pl.col("items_total").is_not_null()
                                  & pl.col("score_num").is_not_null())
         .then((pl.col("items_total") - pl.col("score_num")).abs() < 0.005)

@@ -7,7 +7,7 @@ import io
 
 import polars as pl
 
-from flows.sources import SourceError, decode
+from flows.sources import SourceError, decode, require_complete_text
 from tandem.contracts import ClinicContract
 from transforms.staging import CANONICAL_COLUMNS
 
@@ -15,8 +15,7 @@ from transforms.staging import CANONICAL_COLUMNS
 def read(data: bytes, contract: ClinicContract, source_name: str) -> pl.DataFrame:
     """Every record as text; ``source_row`` is the record's line number (header = line 1)."""
     text = decode(data, contract.encoding, source_name)
-    if not text.strip():
-        raise SourceError(f"{source_name} is empty")
+    require_complete_text(text, source_name)
     header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)))]
     missing = [c for c in CANONICAL_COLUMNS if c not in header]
     if missing:
@@ -35,7 +34,8 @@ def read(data: bytes, contract: ClinicContract, source_name: str) -> pl.DataFram
             truncate_ragged_lines=False,
         )
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"{source_name} is not a readable CSV: {str(exc).splitlines()[0]}") from exc
+        raise SourceError(
+            f"{source_name} is not a readable CSV: {str(exc).splitlines()[0]}") from exc
     return frame.select(CANONICAL_COLUMNS).with_row_index("source_row", offset=2).with_columns(
         pl.col("source_row").cast(pl.Int64)
     )
