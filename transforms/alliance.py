@@ -106,6 +106,8 @@ def clustered_mean(
         frame.join(means, on=by, how="inner", nulls_equal=True)
         .group_by([*by, cluster])
         .agg((pl.col(value) - pl.col("_m")).sum().alias("_d"), pl.len().alias("_nc"))
+        # A fixed row order: the float sums below must not depend on group-by output order.
+        .sort([*by, cluster], nulls_last=True)
     )
     out = per_cluster.group_by(by).agg(
         (pl.col("_d") ** 2).sum().alias("_ss"),

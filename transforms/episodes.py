@@ -47,6 +47,13 @@ def assign_episodes(
     return assign_episodes_lazy(administrations, gap_days, as_of, open_days).collect()
 
 
+def open_expr(as_of: dt.date, open_days: int, end: str = "episode_end") -> pl.Expr:
+    """Whether an episode is open on ``as_of``: its last session at most ``open_days`` before.
+
+    Kept apart from the per-client episode state because ``as_of`` changes every run."""
+    return (pl.lit(as_of, dtype=pl.Date) - pl.col(end)).dt.total_days() <= open_days
+
+
 def assign_episodes_lazy(
     administrations: pl.DataFrame | pl.LazyFrame,
     gap_days: int,
@@ -54,7 +61,20 @@ def assign_episodes_lazy(
     open_days: int,
 ) -> pl.LazyFrame:
     """Lazy version of :func:`assign_episodes`."""
-    if gap_days < 0 or open_days < 0:
+    if open_days < 0:
+        raise ValueError("gap_days and open_days must be >= 0")
+    return (
+        episode_sessions_lazy(administrations, gap_days)
+        .with_columns(open_expr(as_of, open_days).alias("open"))
+    )
+
+
+def episode_sessions_lazy(
+    administrations: pl.DataFrame | pl.LazyFrame, gap_days: int
+) -> pl.LazyFrame:
+    """Sessions with their episode, without ``open`` (which depends on the run date): what
+    one client's rows alone determine, so it can be kept as per-client state."""
+    if gap_days < 0:
         raise ValueError("gap_days and open_days must be >= 0")
     sessions = _sessions(administrations.lazy()).sort([*SESSION_KEYS, "session_number"])
     gap = (pl.col("session_date") - pl.col("session_date").shift(1)).dt.total_days()
@@ -80,7 +100,6 @@ def assign_episodes_lazy(
             .alias("episode_therapist_id")
         )
     )
-    as_of_lit = pl.lit(as_of, dtype=pl.Date)
     return (
         with_seq.join(main, on=ep_keys, how="left")
         .with_columns(
@@ -96,20 +115,22 @@ def assign_episodes_lazy(
         )
         .with_columns(
             (pl.col("episode_sessions") >= MIN_SESSIONS_FINISHED).alias("finished"),
-            ((as_of_lit - pl.col("episode_end")).dt.total_days() <= open_days).alias("open"),
         )
         .select(
             "episode_id", "clinic_id", "client_key", "session_date", "session_number",
             "therapist_id", "batch_ids", "session_index", "episode_start", "episode_end",
-            "episode_sessions", "episode_therapist_id", "finished", "open",
+            "episode_sessions", "episode_therapist_id", "finished",
         )
     )
 
 
 def episode_table(sessions: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """One row per episode (from :func:`assign_episodes`), with ``month`` of its last session."""
+    """One row per episode (from :func:`assign_episodes`), with ``month`` of its last session.
+    ``open`` is carried when the sessions have it (not in the per-client state)."""
+    lf = sessions.lazy()
+    has_open = "open" in lf.collect_schema()
     return (
-        sessions.lazy()
+        lf
         .group_by("episode_id")
         .agg(
             pl.col("clinic_id").first(),
@@ -119,7 +140,7 @@ def episode_table(sessions: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
             pl.col("episode_end").first().alias("end_date"),
             pl.col("episode_sessions").first().alias("sessions"),
             pl.col("finished").first(),
-            pl.col("open").first(),
+            *([pl.col("open").first()] if has_open else []),
         )
         .with_columns(pl.col("end_date").dt.truncate("1mo").alias("month"))
     )
@@ -151,6 +172,7 @@ def episode_measures_lazy(
     """Lazy version of :func:`episode_measures`."""
     order = ["session_date", "session_number"]
     scored = attach_episodes(administrations, sessions).filter(pl.col("total").is_not_null())
+    has_open = "open" in sessions.lazy().collect_schema()
     per_measure = scored.group_by(["episode_id", "instrument"]).agg(
         pl.col("session_date").min().alias("first_date"),
         pl.col("session_date").max().alias("last_date"),
@@ -164,6 +186,7 @@ def episode_measures_lazy(
         .select(
             "clinic_id", "client_key", "therapist_id", "episode_id", "instrument",
             "first_date", "last_date", "sessions", "n_scores", "first_score", "last_score",
-            "change", "finished", "open", "start_date", "end_date", "month",
+            "change", "finished", *(["open"] if has_open else []), "start_date", "end_date",
+            "month",
         )
     )

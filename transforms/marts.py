@@ -1,10 +1,13 @@
 """Build every published mart from the ``response`` table: the one entry point.
 
-The ``aggregate`` flow calls ``build_marts(responses, instruments, params)`` and publishes
-each returned frame as a table of that name. Naming convention (docs/marts.md): marts whose
-name starts with ``dir_`` are director-facing aggregates and pass through small-cell
-suppression here, in one place (``suppression.suppress_marts``); the others are row-level marts
-for the quality team (episode_id, client_key pseudonym, batch lineage), not suppressed.
+Two stages (docs/aggregate.md): ``transforms.client_state.client_state`` (per client, kept in
+the warehouse by the ``aggregate`` flow and recomputed only for clients whose rows changed)
+and :func:`population_marts` (from that state). ``build_marts(responses, instruments,
+params)`` runs both at once. Each returned frame is published as a table of that name.
+Naming convention (docs/marts.md): marts whose name starts with ``dir_`` are
+director-facing aggregates and pass through small-cell suppression here, in one place
+(``suppression.suppress_marts``); the others are row-level marts for the quality team
+(episode_id, client_key pseudonym, batch lineage), not suppressed.
 Grouping columns set to null in a ``dir_`` mart mean "all" (e.g. clinic_id null = all clinics).
 """
 
@@ -20,29 +23,18 @@ from transforms.alliance import (
     alliance_instruments,
     alliance_outcome,
     clustered_mean,
-    early_alliance,
-    session_alliance_flags,
     therapist_alliance,
 )
-from transforms.clinical_significance import classify_clinical_significance
+from transforms.client_state import ClientState, client_state
 from transforms.effect_sizes import effect_sizes, with_adjusted_improvement
-from transforms.episodes import (
-    SESSION_KEYS,
-    assign_episodes_lazy,
-    attach_episodes,
-    episode_measures_lazy,
-)
+from transforms.episodes import open_expr
 from transforms.nhs_talking_therapies import NHS_TT, PAIRED_MEASURES, episode_flags, rates
-from transforms.off_track import DEFAULT_Z, off_track
+from transforms.off_track import DEFAULT_Z, flag_off_track, trajectory_model
 from transforms.practice import (
-    checklist_instruments,
-    episode_practice,
     outcome_by_exposure_level,
     practice_effect,
     practice_names,
 )
-from transforms.reliable_change import classify_reliable_change
-from transforms.scoring import item_values, score_administrations_lazy, subscale_column
 from transforms.stats import mean_t_exprs, wilson_exprs
 from transforms.suppression import suppress_marts
 from transforms.therapists import therapist_effects
@@ -67,49 +59,53 @@ class MartParams:
 def build_marts(
     responses: pl.DataFrame, instruments: dict[str, Instrument], params: MartParams
 ) -> dict[str, pl.DataFrame]:
-    """All marts by name. Pure: frames in, frames out."""
-    responses = responses.filter(pl.col("instrument").is_in(list(instruments)))
-    as_of = params.as_of or _last_date(responses)
+    """All marts by name. Pure: frames in, frames out. The one-shot composition of the two
+    stages the incremental ``aggregate`` flow runs separately (one code path)."""
+    state = client_state(responses, instruments, params.gap_days, params.cutoff_population)
+    return population_marts(state, instruments, params)
+
+
+def population_marts(
+    state: ClientState, instruments: dict[str, Instrument], params: MartParams
+) -> dict[str, pl.DataFrame]:
+    """Stage 2: every mart from the per-client state (small: about one row per session or
+    episode). Regressions, rates, ``open`` (as of the run date) and suppression live here.
+
+    Inputs are sorted first, so the result does not depend on the order the state rows were
+    stored in (a state updated client by client gives the same marts as a full rebuild)."""
+    sessions = state.session.sort("clinic_id", "client_key", "session_date", "session_number")
+    as_of = params.as_of or _last_date(sessions)
     outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
 
-    admins = score_administrations_lazy(responses, instruments).collect()
-    sessions = assign_episodes_lazy(admins, params.gap_days, as_of, params.open_days).collect()
-    admins_ep = attach_episodes(admins, sessions).collect()
-    classified = classify_clinical_significance(
-        classify_reliable_change(episode_measures_lazy(admins, sessions), instruments),
-        instruments,
-        params.cutoff_population,
-    ).collect()
-
-    # Per-episode alliance and practice exposure, joined onto every measure row.
-    early = early_alliance(admins_ep.lazy(), instruments).collect()
-    checklist = checklist_instruments(instruments)
-    items_ep = (
-        pl.concat([item_values(responses, instruments, c) for c in checklist])
-        .join(sessions.lazy().select(*SESSION_KEYS, "episode_id"), on=SESSION_KEYS)
-        if checklist
-        else pl.LazyFrame(schema={"episode_id": pl.String, "item_name": pl.String,
-                                  "score": pl.Float64, "session_date": pl.Date,
-                                  "session_number": pl.Int32})
-    )
-    practice = episode_practice(items_ep, admins_ep.lazy(), instruments).collect()
+    # ``open`` depends on the run date, so it is added here, in its documented place.
+    cols = state.measure.columns
+    at = cols.index("finished") + 1
     measure = (
-        classified.join(early, on="episode_id", how="left")
-        .join(practice, on="episode_id", how="left")
+        state.measure.sort("episode_id", "instrument")
+        .with_columns(open_expr(as_of, params.open_days, "end_date").alias("open"))
+        .select(*cols[:at], "open", *cols[at:])
     )
     outcome = measure.filter(pl.col("instrument").is_in(outcomes))
 
     nhs_ok = all(m in instruments and instruments[m].caseness for m in params.nhs_tt_measures)
     nhs = (
-        episode_flags(classified.lazy(), instruments, params.nhs_tt_measures).collect()
+        episode_flags(measure.lazy(), instruments, params.nhs_tt_measures).collect()
+        .sort("episode_id")
         if nhs_ok else pl.DataFrame()
     )
 
-    flags = session_alliance_flags(admins_ep.lazy(), instruments).collect()
+    flags = state.alliance.sort("episode_id", "instrument", "session_date", "session_number")
     srs = next((c for c in alliance_instruments(instruments)
                 if instruments[c].alliance_flags is not None), None)
     adjusted = with_adjusted_improvement(outcome.lazy()).collect()
-    track = off_track(admins_ep.lazy(), classified.lazy(), outcomes, params.off_track_z).collect()
+    model = trajectory_model(
+        state.trajectory.lazy().select("instrument", "k", "intake", "so_far")
+        .sort("instrument", "k", "intake", "so_far")
+    )
+    track = flag_off_track(
+        measure.lazy(), state.track_latest.lazy().drop("clinic_id", "client_key"), model,
+        outcomes, params.off_track_z,
+    ).collect().sort("episode_id", "instrument")
 
     marts: dict[str, pl.DataFrame] = {
         # Row-level (quality team), not suppressed.
@@ -130,9 +126,9 @@ def build_marts(
         "dir_therapist_alliance": (
             therapist_alliance(flags.lazy(), srs).collect() if srs else _empty_dir()
         ),
-        "dir_alliance_subscales": _subscales(admins_ep, instruments),
+        "dir_alliance_subscales": _subscales(state.subscale, instruments),
         "dir_alliance_outcome": alliance_outcome(outcome, instruments, [None, "clinic_id"]),
-        "dir_practice_use": _practice_use(practice, measure, instruments),
+        "dir_practice_use": _practice_use(measure, instruments),
         "dir_practice_effect": practice_effect(outcome, instruments, [None, "clinic_id"]),
         "dir_practice_outcome": outcome_by_exposure_level(outcome, instruments),
         "dir_effect_size": _effect_sizes(adjusted),
@@ -206,45 +202,38 @@ def _outcome_rates(outcome: pl.DataFrame) -> pl.DataFrame:
                    ["clinic_id", "month"])
 
 
-def _subscales(admins_ep: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.DataFrame:
+def _subscales(values: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.DataFrame:
     """Mean subscale totals (e.g. WAI-SR task/bond/goal) per clinic and therapist, 95% CI
-    clustered by client."""
-    parts = []
-    for code, inst in instruments.items():
-        for name in inst.scoring.subscales:
-            col = subscale_column(name)
-            lf = admins_ep.lazy().filter(
-                (pl.col("instrument") == code) & pl.col(col).is_not_null()
-            )
-            for keys in (["clinic_id"], ["clinic_id", "therapist_id"]):
-                counts = lf.group_by(keys).agg(
-                    pl.len().alias("n"), pl.col("client_key").n_unique().alias("n_clients")
-                )
-                mean = clustered_mean(lf, keys, col, "client_key", "mean")
-                parts.append(
-                    counts.join(mean, on=keys, how="left").with_columns(
-                        pl.lit(code).alias("instrument"), pl.lit(name).alias("measure")
-                    ).collect()
-                )
-    if not parts:
+    clustered by client. ``values``: the long per-administration subscale state."""
+    if not any(inst.scoring.subscales for inst in instruments.values()):
         return _empty_dir()
+    lf = values.lazy().sort("clinic_id", "therapist_id", "instrument", "measure",
+                            "client_key", "value")
+    parts = []
+    for keys in (["clinic_id"], ["clinic_id", "therapist_id"]):
+        by = [*keys, "instrument", "measure"]
+        counts = lf.group_by(by).agg(
+            pl.len().alias("n"), pl.col("client_key").n_unique().alias("n_clients")
+        )
+        mean = clustered_mean(lf, by, "value", "client_key", "mean")
+        parts.append(counts.join(mean, on=by, how="left").collect())
     out = pl.concat(parts, how="diagonal_relaxed")
     return out.select("clinic_id", "therapist_id", "instrument", "measure",
-                      pl.exclude("clinic_id", "therapist_id", "instrument", "measure"))
+                      pl.exclude("clinic_id", "therapist_id", "instrument", "measure")
+                      ).sort("instrument", "measure", "clinic_id", "therapist_id",
+                             nulls_last=False)
 
 
-def _practice_use(
-    practice: pl.DataFrame, measure: pl.DataFrame, instruments: dict[str, Instrument]
-) -> pl.DataFrame:
+def _practice_use(measure: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.DataFrame:
     """Per clinic (and all): mean share of sessions with each practice over episodes (t CI),
-    and the CollaboRATE top-score share over episodes."""
-    eps = measure.select("episode_id", "clinic_id", "client_key").unique("episode_id")
-    data = practice.join(eps, on="episode_id", how="inner")
+    and the CollaboRATE top-score share over episodes (the practice columns are per episode,
+    repeated on each of its measure rows)."""
+    data = measure.unique("episode_id", keep="first", maintain_order=True)
     cols = [("all", "exposure")] + [(n, f"practice_{n}") for n in practice_names(instruments)]
     cols.append(("top_score", "top_score_share"))
     parts = []
     for practice_name, col in cols:
-        if col not in data.columns:
+        if col not in data.columns or data.schema[col] == pl.Null:
             continue
         def agg(lf: pl.LazyFrame, keys: list[str], col: str = col) -> pl.LazyFrame:
             return lf.filter(pl.col(col).is_not_null()).group_by(keys).agg(
@@ -291,6 +280,6 @@ def _empty_dir() -> pl.DataFrame:
     return pl.DataFrame(schema={"n_clients": pl.Int64})
 
 
-def _last_date(responses: pl.DataFrame) -> dt.date:
-    value = responses.select(pl.col("session_date").max()).item() if responses.height else None
+def _last_date(sessions: pl.DataFrame) -> dt.date:
+    value = sessions.select(pl.col("session_date").max()).item() if sessions.height else None
     return value or dt.date(1970, 1, 1)

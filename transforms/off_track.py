@@ -19,30 +19,45 @@ MAX_INDEX = 12
 DEFAULT_Z = 1.0
 
 
-def off_track(
-    admins_ep: pl.LazyFrame,
-    classified: pl.LazyFrame,
-    outcome_codes: list[str],
-    z: float = DEFAULT_Z,
+ORDER = ["session_date", "session_number"]
+
+
+def trajectory(
+    admins_ep: pl.LazyFrame, outcome_codes: list[str], directions: pl.LazyFrame
 ) -> pl.LazyFrame:
-    """One row per open episode and outcome measure with ``expected_improvement``,
-    ``improvement``, ``below_expected``, ``reliably_deteriorated`` and ``off_track``."""
-    order = ["session_date", "session_number"]
-    traj = (
+    """Per scored outcome administration after the first of its episode: ``k`` (capped at
+    ``MAX_INDEX``), ``intake`` and ``so_far`` (improvement since intake, + = better).
+    One client's rows decide it, so it is per-client state; ``directions`` has
+    ``instrument`` and ``higher_is_better``."""
+    return (
         admins_ep.filter(pl.col("instrument").is_in(outcome_codes) & pl.col("total").is_not_null())
         .with_columns(
-            pl.col("total").sort_by(order).first().over(["episode_id", "instrument"])
+            pl.col("total").sort_by(ORDER).first().over(["episode_id", "instrument"])
             .alias("intake"),
             pl.col("total").rank("ordinal").over(
-                ["episode_id", "instrument"], order_by=order
+                ["episode_id", "instrument"], order_by=ORDER
             ).clip(upper_bound=MAX_INDEX).alias("k"),
         )
-        .join(classified.select("instrument", "higher_is_better").unique(), on="instrument")
+        .join(directions, on="instrument")
         .with_columns(improvement_expr(pl.col("total") - pl.col("intake")).alias("so_far"))
         .filter(pl.col("k") > 1)
     )
+
+
+def latest_position(traj: pl.LazyFrame) -> pl.LazyFrame:
+    """Per episode and outcome measure: the latest ``k``, ``intake`` and ``improvement``."""
+    return traj.group_by(["episode_id", "instrument"]).agg(
+        pl.col("k").sort_by(ORDER).last(),
+        pl.col("intake").first(),
+        pl.col("so_far").sort_by(ORDER).last().alias("improvement"),
+    )
+
+
+def trajectory_model(traj: pl.LazyFrame) -> pl.LazyFrame:
+    """Per instrument and k: OLS of improvement-so-far on intake over all episodes
+    (``a``, ``b``, ``resid_sd``). Needs only ``instrument``, ``k``, ``intake``, ``so_far``."""
     x, y = pl.col("intake"), pl.col("so_far")
-    model = (
+    return (
         traj.group_by(["instrument", "k"])
         .agg(
             (pl.cov(x, y) / x.var()).fill_nan(0.0).fill_null(0.0).alias("b"),
@@ -60,14 +75,16 @@ def off_track(
         )
         .select("instrument", "k", "a", "b", "resid_sd")
     )
-    latest = (
-        traj.group_by(["episode_id", "instrument"])
-        .agg(
-            pl.col("k").sort_by(order).last(),
-            pl.col("intake").first(),
-            pl.col("so_far").sort_by(order).last().alias("improvement"),
-        )
-    )
+
+
+def flag_off_track(
+    classified: pl.LazyFrame,
+    latest: pl.LazyFrame,
+    model: pl.LazyFrame,
+    outcome_codes: list[str],
+    z: float = DEFAULT_Z,
+) -> pl.LazyFrame:
+    """Open episodes with their latest position compared with the expected trajectory."""
     open_eps = classified.filter(
         pl.col("open") & pl.col("instrument").is_in(outcome_codes)
     ).select(
@@ -89,3 +106,18 @@ def off_track(
         )
         .drop("a", "b")
     )
+
+
+def off_track(
+    admins_ep: pl.LazyFrame,
+    classified: pl.LazyFrame,
+    outcome_codes: list[str],
+    z: float = DEFAULT_Z,
+) -> pl.LazyFrame:
+    """One row per open episode and outcome measure with ``expected_improvement``,
+    ``improvement``, ``below_expected``, ``reliably_deteriorated`` and ``off_track``."""
+    traj = trajectory(
+        admins_ep, outcome_codes, classified.select("instrument", "higher_is_better").unique()
+    )
+    return flag_off_track(classified, latest_position(traj), trajectory_model(traj),
+                          outcome_codes, z)

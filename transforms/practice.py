@@ -58,7 +58,9 @@ def episode_practice(
         .agg(pl.col("score").mean().alias("share"))
     )
     wide = per_item.group_by("episode_id").agg(
-        pl.col("share").mean().alias("exposure"),
+        # Summed in sorted order: a float mean must not depend on the order rows arrive in
+        # (a plain ``sort().mean()`` is simplified back to ``mean()`` by the optimiser).
+        (pl.col("share").sort().cum_sum().last() / pl.col("share").count()).alias("exposure"),
         *[
             pl.col("share").filter(pl.col("item_name") == n).first().alias(f"practice_{n}")
             for n in names
@@ -127,7 +129,7 @@ def practice_effect(
                     fit = ols_cluster(
                         sub["change"].to_numpy(),
                         np.column_stack([sub["first_score"].to_numpy(), sub[col].to_numpy()]),
-                        sub["therapist_id"].to_numpy(),
+                        sub["therapist_id"].rank("dense").to_numpy(),  # ids as ints: fast
                     )
                     lo, hi = fit.ci(2)
                     row.update(estimate=float(fit.coef[2]), ci_low=lo, ci_high=hi)
@@ -174,7 +176,7 @@ def outcome_by_exposure_level(
         x = np.column_stack([part["first_score"].to_numpy(), dummies])
         can_fit = part.height > x.shape[1] + 2 and part["therapist_id"].n_unique() >= 2
         fit = ols_cluster(part["improvement"].to_numpy(), x,
-                          part["therapist_id"].to_numpy()) if can_fit else None
+                          part["therapist_id"].rank("dense").to_numpy()) if can_fit else None
         mean_intake = float(part["first_score"].mean())
         for j, lv in enumerate(levels):
             sub = part.filter(pl.col("level") == lv)

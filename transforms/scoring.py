@@ -117,6 +117,17 @@ def answered_items(
     )
 
 
+# Item scores are summed in fixed point (micro-units, exact in Int64): a float sum depends on
+# the order of the items, and the per-client state must not depend on row order, so that a
+# client recomputed alone gives bit-for-bit what a full rebuild gives. Answers have far fewer
+# than 6 decimals (ORS has 1), so nothing is lost.
+FIXED_POINT = 1_000_000
+
+
+def _exact_sum(col: str = "score") -> pl.Expr:
+    return (pl.col(col) * FIXED_POINT).round().cast(pl.Int64).sum() / FIXED_POINT
+
+
 def _prorated_total(
     method: pl.Expr, n_answered: pl.Expr, n_defined: pl.Expr, max_missing: pl.Expr,
     total: pl.Expr, mean: pl.Expr,
@@ -150,8 +161,8 @@ def score_administrations_lazy(
     scored = (
         items.group_by(ADMIN_KEYS)
         .agg(
-            pl.col("score").sum().alias("_sum"),
-            pl.col("score").mean().alias("_mean"),
+            _exact_sum().alias("_sum"),
+            (_exact_sum() / pl.len()).alias("_mean"),
             pl.len().cast(pl.Int32).alias("n_items"),
             pl.col("score").min().alias("_min"),
             pl.col("batch_id").unique().sort().alias("batch_ids"),
@@ -183,8 +194,8 @@ def score_administrations_lazy(
             items.join(subs.lazy(), on=["instrument", "item"], how="inner")
             .group_by([*ADMIN_KEYS, "subscale"])
             .agg(
-                pl.col("score").sum().alias("_s"),
-                pl.col("score").mean().alias("_m"),
+                _exact_sum().alias("_s"),
+                (_exact_sum() / pl.len()).alias("_m"),
                 pl.len().cast(pl.Int32).alias("_n"),
                 pl.col("sub_items").first(),
                 pl.col("sub_max_missing").first(),

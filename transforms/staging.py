@@ -168,9 +168,14 @@ def add_contract_columns(staged: pl.DataFrame,
 
 def split_exact_duplicates(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows repeated to the letter load once: keep the first, count the rest as duplicates."""
+    # Rows are in row-id order, so the first occurrence is the one kept. is_first_distinct
+    # hashes each row's columns once (and compares equal hashes exactly): no window over
+    # every column.
     compare = [c for c in staged.columns if c not in _LINEAGE]
-    first = pl.col(ROW_ID).min().over(compare, order_by=None)
-    marked = staged.with_columns(_is_dup=pl.col(ROW_ID) != first)
+    marked = staged.with_columns(
+        _is_dup=~pl.struct(compare).is_first_distinct()
+        if pl.Series(staged[ROW_ID]).is_sorted() else pl.col(ROW_ID) != pl.col(ROW_ID).min()
+        .over(compare, order_by=None))
     return (
         marked.filter(~pl.col("_is_dup")).drop("_is_dup"),
         marked.filter(pl.col("_is_dup")).drop("_is_dup"),

@@ -26,7 +26,7 @@ def therapist_effects(adjusted: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("client_key").n_unique().alias("n_clients"),
         pl.col("residual").mean().alias("raw_adjusted_mean"),
         ((pl.col("residual") - pl.col("residual").mean()) ** 2).sum().alias("_ss"),
-    )
+    ).sort(keys, nulls_last=True)  # fixed order: the sums over therapists are order-free
     nf = pl.col("n").cast(pl.Float64)
     per_inst = pl.col("instrument")
     sigma2 = (pl.col("_ss").sum().over(per_inst)
