@@ -145,12 +145,15 @@ def aggregate(
     as_of: Annotated[
         str | None, typer.Option(help="Reference date (YYYY-MM-DD), default today.")
     ] = None,
+    full: Annotated[
+        bool, typer.Option(help="Rebuild every client's state, not only those new batches touched.")
+    ] = False,
 ) -> None:
     """Rebuild the marts from the warehouse and publish them for the dashboard."""
     from flows.aggregate import aggregate as aggregate_flow
 
     with console.status("aggregating and publishing marts"):
-        info = aggregate_flow(as_of)
+        info = aggregate_flow(as_of=as_of, full=full)
     console.print(
         f"published snapshot {info['version']}: "
         + ", ".join(f"{k}={v}" for k, v in sorted(info["tables"].items()))
@@ -209,9 +212,8 @@ def _register_optional_commands() -> None:
     else:
         app.command("generate")(generate_command)
 
-    from flows.export_cli import export_command
-
     from dashboards.users_cli import users_command
+    from flows.export_cli import export_command
 
     app.add_typer(users_command, name="users")
 
