@@ -38,6 +38,9 @@ def prepare_environment() -> None:
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Without a Prefect server configured (PREFECT_API_URL), flows start a temporary one;
+    # give it time on a busy machine (Prefect's default is 20 s).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
@@ -213,6 +216,10 @@ def _register_optional_commands() -> None:
         app.command("generate")(generate_command)
 
     from dashboards.users_cli import users_command
+    from tandem.backup_cli import backup_command, restore_command
+
+    app.command("backup")(backup_command)
+    app.command("restore")(restore_command)
     from flows.export_cli import export_command
 
     app.add_typer(users_command, name="users")

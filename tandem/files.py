@@ -32,7 +32,9 @@ class Received:
 
 def receive(path: Path) -> Received:
     data = path.read_bytes()
-    return Received(path, path.name, data, hashlib.sha256(data).hexdigest(), len(data))
+    # A file name need not be UTF-8 (a clinic's Latin-1 file system): keep it readable.
+    name = os.fsencode(path.name).decode("utf-8", "replace")
+    return Received(path, name, data, hashlib.sha256(data).hexdigest(), len(data))
 
 
 def keep_copy(received: Received, directory: Path) -> Path:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import duckdb
 from filelock import FileLock
 
+from tandem.faults import fault_point
 from tandem.settings import Settings, get_settings
 
 SCHEMA_VERSION = 2
@@ -149,6 +150,7 @@ def writer(
         con = duckdb.connect(str(settings.warehouse_path))
         try:
             init_schema(con)
+            fault_point("after_lock")
             yield con
         finally:
             con.close()
@@ -164,7 +166,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     else:
+        fault_point("before_commit")
         con.execute("COMMIT")
+        fault_point("after_commit")
 
 
 def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

@@ -11,6 +11,7 @@ _session_tmp = Path(tempfile.mkdtemp(prefix="tandem-tests-"))
 os.environ.setdefault("PREFECT_HOME", str(_session_tmp / "prefect"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 import pytest  # noqa: E402
