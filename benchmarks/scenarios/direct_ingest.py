@@ -1,0 +1,46 @@
+"""Tandem's ingest work without Prefect: ``flows.ingest.process_file`` for each file.
+
+    python -m benchmarks.scenarios.direct_ingest AS_OF PATH [PATH...]
+
+Uses the environment's TANDEM_HOME. Separates the per-file work from the fixed cost of
+the command (Typer, the Prefect flow and task runs, a temporary Prefect server).
+Prints {"files": N, "rows_loaded": M, "statuses": {...}}.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def main(argv: list[str]) -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from flows.ingest import process_file
+    from tandem.contracts import load_clinic_contracts, load_instruments
+    from tandem.pseudonym import load_key
+    from tandem.settings import get_settings
+
+    as_of = dt.date.fromisoformat(argv[0])
+    settings = get_settings()
+    settings.ensure_dirs()
+    contracts, instruments = load_clinic_contracts(settings), load_instruments(settings)
+    key = load_key(settings)
+    statuses: Counter[str] = Counter()
+    loaded = 0
+    for p in argv[1:]:
+        r = process_file(Path(p), settings=settings, contracts=contracts,
+                         instruments=instruments, key=key, trigger="bench", as_of=as_of)
+        statuses[r.status] += 1
+        loaded += r.rows_loaded
+    print(json.dumps({"files": len(argv) - 1, "rows_loaded": loaded,
+                      "statuses": dict(statuses)}))
+    if statuses.get("failed"):
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
