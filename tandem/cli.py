@@ -216,6 +216,10 @@ def _register_optional_commands() -> None:
         app.command("generate")(generate_command)
 
     from dashboards.users_cli import users_command
+    from tandem.serve_cli import serve_command, tokens_app
+
+    app.command("serve")(serve_command)
+    app.add_typer(tokens_app, name="tokens")
     from tandem.backup_cli import backup_command, restore_command
 
     app.command("backup")(backup_command)

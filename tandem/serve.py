@@ -1,0 +1,238 @@
+"""``tandem serve``: everything a data engineer runs in production, on one machine.
+
+Four child processes, started in this order and stopped in the reverse one:
+
+1. a self-hosted Prefect server (``prefect server start``; SQLite under
+   ``TANDEM_HOME/prefect`` unless ``PREFECT_API_DATABASE_CONNECTION_URL`` names PostgreSQL),
+   skipped when ``--prefect-api-url`` points at a server that runs elsewhere;
+2. the served deployments (``python -m flows.deployments``): event triggers and schedules;
+3. the inbox watcher (``python -m tandem.watcher``);
+4. the batch endpoint (``python -m tandem.api``).
+
+The watcher and endpoint start only once the deployments and their triggers exist, so
+no event is sent before something listens. Each child runs in its own process group and
+logs to ``TANDEM_HOME/logs/<name>.log``. Ctrl+C or SIGTERM stops them all (a child that
+ignores SIGTERM is killed after a grace period); if one dies, the rest are stopped too and
+the command exits non-zero, for systemd or a container runtime to restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tandem.settings import REPO_ROOT, Settings
+
+EVENT_DEPLOYMENTS = ("on-file-received", "on-batch-finished")
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.cmd, env=env, cwd=REPO_ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM to the whole process group, then SIGKILL if it lingers."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(grace)
+        _signal_group(self.proc.pid, signal.SIGKILL)  # stragglers (flow-run processes)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        if self.log:
+            self.log.close()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class Stop(Exception):
+    """Raised in the main loop by SIGTERM / SIGINT."""
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    prefect_port: int = 4200
+    api_port: int = 8765
+    prefect_api_url: str | None = None  # an external server: do not start one
+    ui: bool = True
+    watcher: bool = True
+    api: bool = True
+    startup_timeout: float = 180.0
+
+
+def child_env(settings: Settings, api_url: str, ui: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "TANDEM_HOME": str(settings.home_dir),
+        "PREFECT_HOME": env.get("PREFECT_HOME") or str(settings.prefect_home),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Run logs (files claimed, rows loaded) reach the UI at INFO; the CLI's WARNING
+        # default is for interactive use.
+        "PREFECT_LOGGING_LEVEL": env.get("TANDEM_SERVE_LOG_LEVEL", "INFO"),
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        # The runner looks for triggered runs every second (default 10): latency.
+        "PREFECT_RUNNER_POLL_FREQUENCY": env.get("PREFECT_RUNNER_POLL_FREQUENCY", "1"),
+        "GX_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
+    })
+    return env
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str,
+          children: list[Child]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in children:
+            if not c.alive():
+                raise RuntimeError(f"{c.name} exited while waiting for {what}; see {c.log_path}")
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def _server_healthy(api_url: str) -> bool:
+    return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+
+
+def _triggers_ready(api_url: str) -> bool:
+    r = httpx.post(f"{api_url}/deployments/filter", timeout=5,
+                   json={"deployments": {"name": {"any_": list(EVENT_DEPLOYMENTS)}}})
+    if r.status_code != 200 or len(r.json()) < len(EVENT_DEPLOYMENTS):
+        return False
+    r = httpx.post(f"{api_url}/automations/filter", timeout=5, json={})
+    return r.status_code == 200 and len(r.json()) >= len(EVENT_DEPLOYMENTS)
+
+
+def state_path(settings: Settings) -> Path:
+    """Where a running ``tandem serve`` records its children and URLs (for ops and tests)."""
+    return settings.home_dir / "run" / "serve.json"
+
+
+def _write_state(settings: Settings, started: list[Child], api_url: str,
+                 opts: ServeOptions) -> None:
+    path = state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({
+        "pid": os.getpid(), "prefect_api_url": api_url,
+        "batch_endpoint": f"http://{opts.host}:{opts.api_port}" if opts.api else None,
+        "children": {c.name: c.proc.pid for c in started if c.proc},
+    }, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(settings: Settings, opts: ServeOptions, say: Callable[[str], None] = print) -> int:
+    """Start everything, wait for Ctrl+C / SIGTERM or a child's death, stop everything."""
+    settings.ensure_dirs()
+    logs = settings.home_dir / "logs"
+    api_url = (opts.prefect_api_url or f"http://{opts.host}:{opts.prefect_port}/api").rstrip("/")
+    ui_url = api_url.removesuffix("/api")
+    env = child_env(settings, api_url, opts.ui)
+    py = sys.executable
+    children: list[Child] = []
+    if not opts.prefect_api_url:
+        children.append(Child("prefect-server", [
+            py, "-m", "prefect", "server", "start", "--host", opts.host,
+            "--port", str(opts.prefect_port)], logs / "prefect-server.log"))
+    children.append(Child("deployments", [py, "-m", "flows.deployments"],
+                          logs / "deployments.log"))
+    if opts.watcher:
+        children.append(Child("watcher", [py, "-m", "tandem.watcher"], logs / "watcher.log"))
+    if opts.api:
+        children.append(Child("api", [py, "-m", "tandem.api", "--host", opts.host,
+                                      "--port", str(opts.api_port)], logs / "api.log"))
+
+    def _stop(signum, frame):  # noqa: ARG001
+        raise Stop()
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    started: list[Child] = []
+    code = 0
+    try:
+        for child in children:
+            if child.name in ("watcher", "api"):
+                _wait(lambda: _triggers_ready(api_url), opts.startup_timeout,
+                      "deployments and triggers", started)
+            child.start(env)
+            started.append(child)
+            _write_state(settings, started, api_url, opts)
+            if child.name == "prefect-server":
+                _wait(lambda: _server_healthy(api_url), opts.startup_timeout,
+                      "the Prefect server", started)
+        if not opts.watcher and not opts.api:
+            _wait(lambda: _triggers_ready(api_url), opts.startup_timeout,
+                  "deployments and triggers", started)
+        if opts.api:
+            _wait(lambda: httpx.get(f"http://{opts.host}:{opts.api_port}/health",
+                                    timeout=2).status_code == 200,
+                  opts.startup_timeout, "the batch endpoint", started)
+        clinics = sorted(p.name for p in settings.inbox_dir.iterdir() if p.is_dir())
+        say("Tandem is serving")
+        say(f"  Prefect UI:      {ui_url}" + ("" if opts.ui else " (UI disabled; API only)"))
+        if opts.api:
+            say(f"  Batch endpoint:  http://{opts.host}:{opts.api_port}"
+                "/v1/clinics/<clinic>/batches")
+        if opts.watcher:
+            say(f"  Inboxes:         {settings.inbox_dir}/<clinic>/ ({', '.join(clinics) or '-'})")
+        say(f"  Logs:            {logs}")
+        say("Press Ctrl+C to stop.")
+        while True:
+            for c in started:
+                if not c.alive():
+                    say(f"{c.name} exited with code {c.proc.returncode}; stopping (see "
+                        f"{c.log_path})")
+                    code = 1
+                    raise Stop()
+            time.sleep(0.5)
+    except Stop:
+        pass
+    except RuntimeError as exc:
+        say(f"could not start: {exc}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("stopping ...")
+        for child in reversed(started):
+            child.stop(grace=20 if child.name in ("deployments", "prefect-server") else 10)
+        for s, h in old.items():
+            signal.signal(s, h)
+        state_path(settings).unlink(missing_ok=True)
+        say("stopped")
+    return code
