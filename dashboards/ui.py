@@ -78,9 +78,7 @@ def clinic_picker(user: auth.User, available: Sequence[str], key: str = "clinic"
 
 
 def scalar(value: object) -> float | None:
-    """A number from a mart cell (some interval columns arrive as one-element lists)."""
-    if isinstance(value, list | tuple):
-        value = value[0] if value else None
+    """A number from a mart cell (None for null or NaN)."""
     if value is None:
         return None
     value = float(value)
@@ -222,9 +220,29 @@ def first_row(frame: pl.DataFrame, **where: object) -> dict | None:
     return frame.row(0, named=True) if frame.height else None
 
 
-def interval_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """Interval columns that arrive as one-element lists become plain numbers."""
-    return frame.with_columns(
-        [pl.col(c).list.first().alias(c) for c, t in frame.schema.items()
-         if isinstance(t, pl.List) and t.inner.is_numeric()]
-    )
+def period_label(period: str, start: dt.date | None) -> str:
+    """``all time``, ``2025`` or ``2025-Q3`` for a period row of a ``*_period`` mart."""
+    if period == "all" or start is None:
+        return "all time"
+    if period == "year":
+        return f"{start:%Y}"
+    if period == "quarter":
+        return f"{start:%Y}-Q{(start.month - 1) // 3 + 1}"
+    return f"{start:%Y-%m}"
+
+
+def period_end(period: str, start: dt.date) -> dt.date:
+    """The first day after a month, quarter or year starting on ``start``."""
+    months = {"month": 1, "quarter": 3, "year": 12}[period]
+    m = start.month - 1 + months
+    return dt.date(start.year + m // 12, m % 12 + 1, 1)
+
+
+def show(chart: alt.TopLevelMixin, width: str = "stretch", extra: int = 110,
+         default: int = 260) -> None:
+    """Draw a chart at its intended height. Streamlit (1.67) ignores the Vega-Lite ``height``
+    of a stretched chart and squashes the plot, so the height (plot + ``extra`` for title and
+    axes) is passed to ``st.altair_chart`` itself."""
+    h = getattr(chart, "height", None)
+    plot = h if isinstance(h, int) else default
+    st.altair_chart(chart, width=width, height=plot + extra)

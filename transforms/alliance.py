@@ -10,10 +10,13 @@ at its first administration (session 3 in PHQ-9 clinics).
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import polars as pl
 
 from tandem.contracts import Instrument
-from transforms.stats import pearson_with_ci, t_quantile, wilson_exprs
+from transforms.stats import mean_t_exprs, pearson_with_ci, t_quantile, wilson_exprs
 
 EARLY_SESSIONS = 2  # first two sessions with an SRS (agreed estimand; see docs/outcomes.md)
 
@@ -172,8 +175,10 @@ def alliance_outcome(
     for scope in scopes:
         keys = ["instrument", scope] if scope else ["instrument"]
         for key, part in data.partition_by(keys, as_dict=True).items():
-            res = pearson_with_ci(part["early_alliance"].to_numpy(), part["change"].to_numpy())
+            x = part["early_alliance"].to_numpy()
+            res = pearson_with_ci(x, part["change"].to_numpy())
             sign = 1.0 if instruments[key[0]].higher_is_better else -1.0
+            slope, intercept = _line(x, part["improvement"].to_numpy())
             rows.append({
                 "scope": "clinic" if scope else "all",
                 "clinic_id": key[1] if scope else None,
@@ -182,17 +187,126 @@ def alliance_outcome(
                                                        .unique().drop_nulls().to_list())),
                 "estimate": res["estimate"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
                 "r_improvement": sign * res["estimate"],
+                "slope": slope, "intercept": intercept,
                 "n": res["n"], "n_clients": part["client_key"].n_unique(),
             })
     schema = {
         "scope": pl.String, "clinic_id": pl.String, "instrument": pl.String,
         "alliance_instrument": pl.String, "estimate": pl.Float64, "ci_low": pl.Float64,
-        "ci_high": pl.Float64, "r_improvement": pl.Float64, "n": pl.Int64,
-        "n_clients": pl.Int64,
+        "ci_high": pl.Float64, "r_improvement": pl.Float64, "slope": pl.Float64,
+        "intercept": pl.Float64, "n": pl.Int64, "n_clients": pl.Int64,
     }
     out = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
     return out.with_columns(
         pl.lit("pearson r(early alliance, change); Fisher z 95% CI").alias("method"),
         pl.lit(True).alias("observational"),
-        *[pl.col(c).fill_nan(None) for c in ("estimate", "ci_low", "ci_high", "r_improvement")],
+        *[pl.col(c).fill_nan(None) for c in ("estimate", "ci_low", "ci_high", "r_improvement",
+                                             "slope", "intercept")],
     )
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares line y = intercept + slope * x (NaN when it cannot be fitted)."""
+    mask = np.isfinite(x) & np.isfinite(y)
+    x, y = x[mask], y[mask]
+    if len(x) < 3 or np.std(x) == 0:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def alliance_distribution(
+    flags: pl.DataFrame, measure: pl.DataFrame, instruments: dict[str, Instrument]
+) -> pl.DataFrame:
+    """``dir_alliance_distribution``, for all clinics (``clinic_id`` null) and per clinic:
+
+    - ``metric = band``: per alliance instrument, the count (``n``) and share (Wilson) in each
+      score band [``band_low``, ``band_high``): SRS session totals (``measure`` =
+      ``session total``, n = sessions, 2-point bands), WAI-SR totals at the episode's first
+      administration (``measure`` = ``first total per episode``, n = episodes, 4-point bands);
+    - ``metric = below_cutoff``: sessions with a flagged measure (SRS) below its threshold
+      (``cutoff``, 36): ``below`` and ``below_rate`` (Wilson) over ``n`` sessions.
+    Each row has its ``n_clients`` (so small bands are suppressed like every director cell)."""
+    parts: list[pl.LazyFrame] = []
+    flagged = {c: i for c, i in instruments.items() if i.alliance_flags is not None}
+    single = [c for c, i in instruments.items() if i.kind == "alliance" and c not in flagged]
+    sess = flags.lazy().filter(pl.col("instrument").is_in(list(flagged))).select(
+        "clinic_id", "client_key", "instrument", pl.col("total").alias("value"),
+        pl.lit("session total").alias("measure"), pl.lit(2.0).alias("_w"))
+    first = measure.lazy().filter(pl.col("instrument").is_in(single)
+                                  & pl.col("first_score").is_not_null()).select(
+        "clinic_id", "client_key", "instrument", pl.col("first_score").alias("value"),
+        pl.lit("first total per episode").alias("measure"), pl.lit(4.0).alias("_w"))
+    # The maximum total (items x item maximum) joins the band below it: 40 -> [38, 40].
+    top = {c: float(i.item_range.max) * len(i.items) for c, i in instruments.items()}
+    values = pl.concat([sess, first], how="vertical_relaxed").with_columns(
+        pl.min_horizontal(
+            (pl.col("value") / pl.col("_w")).floor() * pl.col("_w"),
+            pl.col("instrument").replace_strict(top, default=None, return_dtype=pl.Float64)
+            - pl.col("_w"),
+        ).alias("band_low"))
+    for keys in ([], ["clinic_id"]):
+        by = [*keys, "instrument", "measure"]
+        totals = values.group_by(by).agg(pl.len().alias("_total"))
+        bands = values.group_by([*by, "band_low", "_w"]).agg(
+            pl.len().alias("n"), pl.col("client_key").n_unique().alias("n_clients"))
+        bands = (bands.join(totals, on=by, how="left", nulls_equal=True) if keys
+                 else bands.join(totals, on=by, how="left"))
+        parts.append(bands.with_columns(
+            (pl.col("band_low") + pl.col("_w")).alias("band_high"),
+            pl.lit("band").alias("metric"),
+            *wilson_exprs(pl.col("n"), pl.col("_total"), "share"),
+        ).drop("_w", "_total"))
+        for code, inst in flagged.items():
+            cut = float(inst.alliance_flags.low_total_below)
+            parts.append(sess.filter(pl.col("instrument") == code).group_by(
+                [*keys, "instrument", "measure"]).agg(
+                pl.len().alias("n"), pl.col("client_key").n_unique().alias("n_clients"),
+                (pl.col("value") < cut).sum().alias("below"),
+            ).with_columns(pl.lit("below_cutoff").alias("metric"), pl.lit(cut).alias("cutoff"),
+                           *wilson_exprs(pl.col("below"), pl.col("n"), "below_rate")))
+    if not parts:
+        return pl.DataFrame(schema={"n_clients": pl.Int64})
+    out = pl.concat(pl.collect_all(parts), how="diagonal_relaxed")
+    if "clinic_id" not in out.columns:
+        out = out.with_columns(pl.lit(None, dtype=pl.String).alias("clinic_id"))
+    keys = ["metric", "clinic_id", "instrument", "measure", "band_low", "band_high"]
+    keys = [k for k in keys if k in out.columns]
+    return out.select(*keys, pl.exclude(keys)).sort(keys, nulls_last=False)
+
+
+def alliance_outcome_bins(
+    outcome: pl.DataFrame, instruments: dict[str, Instrument], scopes: list[str | None]
+) -> pl.DataFrame:
+    """``dir_alliance_outcome_bins``: the binned scatter of early alliance against outcome.
+    Per outcome instrument, early-alliance instrument and early-alliance band (1 point for SRS
+    means, 4 points for WAI-SR), over finished episodes with both: n episodes, n_clients, mean
+    early alliance, mean improvement (points, + = better) with t CI. Bands with fewer than the
+    minimum number of clients are suppressed like every director cell. Observational."""
+    outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
+    width = {c: (1.0 if i.alliance_flags is not None else 4.0) for c, i in instruments.items()
+             if i.kind == "alliance"}
+    w = pl.col("early_alliance_instrument").replace_strict(
+        width, default=1.0, return_dtype=pl.Float64)
+    data = outcome.lazy().filter(
+        pl.col("finished") & pl.col("instrument").is_in(outcomes)
+        & pl.col("early_alliance").is_not_null() & pl.col("improvement").is_not_null()
+    ).with_columns(((pl.col("early_alliance") / w).floor() * w).alias("bin_low"),
+                   w.alias("_w"))
+    parts = []
+    for scope in scopes:
+        keys = [*([scope] if scope else []), "instrument", "early_alliance_instrument",
+                "bin_low", "_w"]
+        parts.append(data.group_by(keys).agg(
+            pl.len().alias("n"), pl.col("client_key").n_unique().alias("n_clients"),
+            pl.col("early_alliance").mean().alias("early_alliance"),
+            *mean_t_exprs("improvement", "mean_improvement"),
+        ).with_columns(pl.lit("clinic" if scope else "all").alias("scope")))
+    out = pl.concat(pl.collect_all(parts), how="diagonal_relaxed")
+    if "clinic_id" not in out.columns:
+        out = out.with_columns(pl.lit(None, dtype=pl.String).alias("clinic_id"))
+    out = out.rename({"early_alliance_instrument": "alliance_instrument"}).with_columns(
+        (pl.col("bin_low") + pl.col("_w")).alias("bin_high"),
+        pl.lit(True).alias("observational")).drop("_w")
+    keys = ["scope", "clinic_id", "instrument", "alliance_instrument", "bin_low", "bin_high"]
+    return out.select(*keys, pl.exclude(keys)).sort(keys, nulls_last=False)

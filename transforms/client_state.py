@@ -41,7 +41,7 @@ from transforms.scoring import (
 )
 
 # Bump when the meaning or shape of the state changes: stored state is then rebuilt.
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: episode_session has_outcome / has_alliance flags
 
 RESPONSE_COLUMNS = [
     "clinic_id", "client_key", "therapist_id", "session_date", "session_number",
@@ -63,7 +63,7 @@ class ClientState:
     """The per-client state of some clients (see module doc). Every frame has
     ``clinic_id`` and ``client_key``, so a client's rows can be replaced."""
 
-    session: pl.DataFrame  # per session: episode, index, episode start/end, lineage
+    session: pl.DataFrame  # per session: episode, index, episode start/end, lineage, has_*
     measure: pl.DataFrame  # per episode x instrument: episode_measure without ``open``
     alliance: pl.DataFrame  # per SRS administration: session_alliance
     subscale: pl.DataFrame  # per administration x subscale: value (long)
@@ -144,12 +144,20 @@ def client_state(
     directions = instrument_frame(instruments).lazy().select("instrument", "higher_is_better")
     traj = trajectory(admins_ep.lazy(), outcomes, directions)
     subscale = _subscale_values(admins_ep, instruments)
+    kinds = {"has_outcome": "outcome", "has_alliance": "alliance"}
+    session_flags = (
+        admins.lazy().filter(pl.col("total").is_not_null())
+        .group_by(SESSION_KEYS)
+        .agg(*[pl.col("instrument").is_in([c for c, i in instruments.items() if i.kind == k])
+               .any().alias(name) for name, k in kinds.items()])
+    )
     frames = pl.collect_all([
         sessions.lazy().select(
             "episode_id", "clinic_id", "client_key", "session_date", "session_number",
             "therapist_id", "session_index", "batch_ids", "episode_start", "episode_end",
             "episode_sessions", "episode_therapist_id", "finished",
-        ),
+        ).join(session_flags, on=SESSION_KEYS, how="left").with_columns(
+            *[pl.col(c).fill_null(False) for c in kinds]),
         measure,
         alliance,
         subscale,

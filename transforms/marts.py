@@ -20,8 +20,10 @@ import polars as pl
 
 from tandem.contracts import Instrument
 from transforms.alliance import (
+    alliance_distribution,
     alliance_instruments,
     alliance_outcome,
+    alliance_outcome_bins,
     clustered_mean,
     therapist_alliance,
 )
@@ -40,6 +42,9 @@ from transforms.suppression import suppress_marts
 from transforms.therapists import therapist_effects
 
 CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated")
+# Periods a director can filter by (docs/marts.md): rows per calendar month, quarter and year
+# of the episode's last session, so a suppressed cell never has to be summed from months.
+PERIODS = {"month": "1mo", "quarter": "1q", "year": "1y"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def population_marts(
         # Row-level (quality team), not suppressed.
         "episode_session": sessions.select(
             "episode_id", "clinic_id", "client_key", "session_date", "session_number",
-            "therapist_id", "session_index", "batch_ids",
+            "therapist_id", "session_index", "has_outcome", "has_alliance", "batch_ids",
         ),
         "episode_measure": measure,
         "episode_outcome": episode_outcome(outcome, nhs),
@@ -123,14 +128,22 @@ def population_marts(
         "off_track_episode": track,
         # Director-facing, suppressed below.
         "dir_outcomes": _outcome_rates(outcome),
+        "dir_outcomes_period": _period_rows(outcome.lazy(), _outcome_agg, ("quarter", "year")),
+        "dir_funnel": _funnel(outcome),
+        "dir_activity": _activity(sessions),
+        "dir_completeness": _completeness(sessions),
         "dir_therapist_alliance": (
             therapist_alliance(flags.lazy(), srs).collect() if srs else _empty_dir()
         ),
         "dir_alliance_subscales": _subscales(state.subscale, instruments),
         "dir_alliance_outcome": alliance_outcome(outcome, instruments, [None, "clinic_id"]),
+        "dir_alliance_distribution": alliance_distribution(flags, measure, instruments),
+        "dir_alliance_outcome_bins": alliance_outcome_bins(outcome, instruments,
+                                                           [None, "clinic_id"]),
         "dir_practice_use": _practice_use(measure, instruments),
         "dir_practice_effect": practice_effect(outcome, instruments, [None, "clinic_id"]),
-        "dir_practice_outcome": outcome_by_exposure_level(outcome, instruments),
+        "dir_practice_outcome": outcome_by_exposure_level(outcome, instruments,
+                                                          [None, "clinic_id"]),
         "dir_effect_size": _effect_sizes(adjusted),
         "dir_therapist_effect": therapist_effects(adjusted.lazy()).collect(),
         "dir_off_track": _off_track_rates(track),
@@ -140,6 +153,8 @@ def population_marts(
             nhs.lazy(), rates, [[], ["clinic_id"], ["clinic_id", "month"]],
             ["clinic_id", "month"],
         )
+        marts["dir_nhs_talking_therapies_period"] = _period_rows(
+            nhs.lazy(), rates, ("quarter", "year"))
     marts = suppress_marts(marts, params.min_cell_size)
     # Milestone-1 name, kept as an alias of the suppressed director mart.
     marts["therapist_alliance"] = marts["dir_therapist_alliance"]
@@ -184,22 +199,112 @@ def _scoped(
     return out.select(*all_keys, pl.exclude(all_keys)).sort(all_keys, nulls_last=False)
 
 
+def _period_rows(
+    lf: pl.LazyFrame, fn, periods: tuple[str, ...], date_col: str = "month"
+) -> pl.DataFrame:
+    """``fn`` per period (month / quarter / year of ``date_col``) for all clinics and per
+    clinic: columns ``clinic_id`` (null = all), ``period``, ``period_start``, then fn's."""
+    parts = []
+    for period in periods:
+        data = lf.with_columns(pl.col(date_col).dt.truncate(PERIODS[period])
+                               .alias("period_start"))
+        part = _scoped(data, fn, [["period_start"], ["clinic_id", "period_start"]],
+                       ["clinic_id", "period_start"])
+        parts.append(part.with_columns(pl.lit(period).alias("period")))
+    out = pl.concat(parts, how="diagonal_relaxed")
+    return out.select("clinic_id", "period", "period_start",
+                      pl.exclude("clinic_id", "period", "period_start"))
+
+
+def _outcome_agg(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Finished episodes with a change per ``keys`` x instrument: n and category rates."""
+    fin = lf.filter(pl.col("finished") & pl.col("change").is_not_null())
+    out = fin.group_by([*keys, "instrument"]).agg(
+        pl.len().alias("n"),
+        pl.col("client_key").n_unique().alias("n_clients"),
+        *[(pl.col("category") == c).sum().alias(c) for c in CATEGORIES],
+        *mean_t_exprs("improvement", "mean_improvement"),
+    )
+    return out.with_columns(
+        *[e for c in CATEGORIES for e in wilson_exprs(pl.col(c), pl.col("n"), f"{c}_rate")]
+    )
+
+
 def _outcome_rates(outcome: pl.DataFrame) -> pl.DataFrame:
     """Per instrument (clinic, month): finished episodes with a change and the share in each
     category (Wilson); denominators are finished episodes with first and last scores."""
-    def agg(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-        fin = lf.filter(pl.col("finished") & pl.col("change").is_not_null())
-        out = fin.group_by([*keys, "instrument"]).agg(
-            pl.len().alias("n"),
-            pl.col("client_key").n_unique().alias("n_clients"),
-            *[(pl.col("category") == c).sum().alias(c) for c in CATEGORIES],
-            *mean_t_exprs("improvement", "mean_improvement"),
-        )
-        return out.with_columns(
-            *[e for c in CATEGORIES for e in wilson_exprs(pl.col(c), pl.col("n"), f"{c}_rate")]
-        )
-    return _scoped(outcome.lazy(), agg, [[], ["clinic_id"], ["clinic_id", "month"]],
+    return _scoped(outcome.lazy(), _outcome_agg, [[], ["clinic_id"], ["clinic_id", "month"]],
                    ["clinic_id", "month"])
+
+
+def _funnel_agg(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Started -> finished (with a change; the rates' denominator) -> at caseness at start
+    -> recovered, per ``keys`` x instrument. Caseness at start: the first score on the
+    clinical side of the instrument's cutoff (ORS below 25; PHQ-9 >= 10; GAD-7 >= 8)."""
+    case = (pl.when(pl.col("higher_is_better")).then(pl.col("first_score") < pl.col("cutoff"))
+            .otherwise(pl.col("first_score") >= pl.col("cutoff")))
+    fin = pl.col("finished") & pl.col("change").is_not_null()
+    out = lf.filter(pl.col("first_score").is_not_null()).group_by([*keys, "instrument"]).agg(
+        pl.len().alias("episodes"),
+        pl.col("client_key").n_unique().alias("n_clients"),
+        fin.sum().alias("finished"),
+        (fin & case).sum().alias("caseness_at_start"),
+        (fin & ~case).sum().alias("not_caseness_at_start"),
+        (fin & (pl.col("category") == "recovered")).sum().alias("recovered"),
+        (fin & case & (pl.col("category") == "recovered")).sum().alias("_rec_case"),
+    )
+    return out.with_columns(
+        *wilson_exprs(pl.col("finished"), pl.col("episodes"), "finished_rate"),
+        *wilson_exprs(pl.col("caseness_at_start"), pl.col("finished"), "caseness_rate"),
+        *wilson_exprs(pl.col("recovered"), pl.col("finished"), "recovered_rate"),
+        *wilson_exprs(pl.col("_rec_case"), pl.col("caseness_at_start"), "recovery_rate"),
+    ).drop("_rec_case")
+
+
+def _funnel(outcome: pl.DataFrame) -> pl.DataFrame:
+    """``dir_funnel``: the funnel per outcome instrument, all time (period ``all``) and per
+    month / quarter / year of the episode's last session, for all clinics and per clinic."""
+    lf = outcome.lazy().filter(pl.col("cutoff").is_not_null())
+    overall = _scoped(lf, _funnel_agg, [[], ["clinic_id"]], ["clinic_id"]).with_columns(
+        pl.lit("all").alias("period"), pl.lit(None, dtype=pl.Date).alias("period_start"))
+    periods = _period_rows(lf, _funnel_agg, tuple(PERIODS))
+    out = pl.concat([overall.select(periods.columns), periods], how="vertical_relaxed")
+    return out.sort("instrument", "period", "clinic_id", "period_start", nulls_last=False)
+
+
+def _activity_agg(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    return lf.group_by(keys).agg(
+        pl.col("client_key").n_unique().alias("active_clients"),
+        pl.col("client_key").n_unique().alias("n_clients"),
+        (pl.col("session_index") == 1).sum().alias("new_episodes"),
+        pl.len().alias("sessions"),
+    )
+
+
+def _activity(sessions: pl.DataFrame) -> pl.DataFrame:
+    """``dir_activity``: per clinic (null = all) and calendar month / quarter / year of the
+    session: active clients (with a session in the period), new episodes (first session in
+    the period), sessions. Exact distinct counts per period, never summed from months."""
+    lf = sessions.lazy().with_columns(pl.col("session_date").alias("month"))
+    return _period_rows(lf, _activity_agg, tuple(PERIODS)).sort(
+        "period", "clinic_id", "period_start", nulls_last=False)
+
+
+def _completeness(sessions: pl.DataFrame) -> pl.DataFrame:
+    """``dir_completeness``: per clinic and clinic x therapist (null = all), the exact share of
+    sessions with a scored outcome measure and with a scored alliance measure (Wilson)."""
+    def agg(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+        return lf.group_by(keys).agg(
+            pl.len().alias("sessions"),
+            pl.col("client_key").n_unique().alias("n_clients"),
+            pl.col("has_outcome").sum().alias("with_outcome"),
+            pl.col("has_alliance").sum().alias("with_alliance"),
+        ).with_columns(
+            *wilson_exprs(pl.col("with_outcome"), pl.col("sessions"), "outcome_rate"),
+            *wilson_exprs(pl.col("with_alliance"), pl.col("sessions"), "alliance_rate"),
+        )
+    return _scoped(sessions.lazy(), agg, [[], ["clinic_id"], ["clinic_id", "therapist_id"]],
+                   ["clinic_id", "therapist_id"])
 
 
 def _subscales(values: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.DataFrame:
@@ -225,9 +330,10 @@ def _subscales(values: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.D
 
 
 def _practice_use(measure: pl.DataFrame, instruments: dict[str, Instrument]) -> pl.DataFrame:
-    """Per clinic (and all): mean share of sessions with each practice over episodes (t CI),
-    and the CollaboRATE top-score share over episodes (the practice columns are per episode,
-    repeated on each of its measure rows)."""
+    """Per clinic (and all), clinic x therapist (the episode's main therapist) and clinic x
+    month (of the episode's last session): mean share of sessions with each practice over
+    episodes (t CI), and the CollaboRATE top-score share over episodes (the practice columns
+    are per episode, repeated on each of its measure rows)."""
     data = measure.unique("episode_id", keep="first", maintain_order=True)
     cols = [("all", "exposure")] + [(n, f"practice_{n}") for n in practice_names(instruments)]
     cols.append(("top_score", "top_score_share"))
@@ -241,12 +347,15 @@ def _practice_use(measure: pl.DataFrame, instruments: dict[str, Instrument]) -> 
                 pl.col("client_key").n_unique().alias("n_clients"),
                 *mean_t_exprs(col, "mean_share"),
             )
-        parts.append(_scoped(data.lazy(), agg, [[], ["clinic_id"]], ["clinic_id"])
+        keys = ["clinic_id", "therapist_id", "month"]
+        parts.append(_scoped(data.lazy(), agg, [[], ["clinic_id"], ["month"],
+                                                ["clinic_id", "therapist_id"],
+                                                ["clinic_id", "month"]], keys)
                      .with_columns(pl.lit(practice_name).alias("practice")))
     if not parts:
         return _empty_dir()
-    return pl.concat(parts, how="diagonal_relaxed").select(
-        "clinic_id", "practice", pl.exclude("clinic_id", "practice"))
+    keys = ["clinic_id", "therapist_id", "month", "practice"]
+    return pl.concat(parts, how="diagonal_relaxed").select(*keys, pl.exclude(keys))
 
 
 def _effect_sizes(adjusted: pl.DataFrame) -> pl.DataFrame:

@@ -21,9 +21,10 @@ import numpy as np
 import polars as pl
 
 from tandem.contracts import Instrument
-from transforms.stats import ols_cluster
+from transforms.stats import ols_cluster, wilson_exprs
 
 ALL_PRACTICES = "all"
+TOP_SCORE = "top_score"  # CollaboRATE: share of administrations with all items at 9
 # Exposure levels for the stratified display (share of sessions with the practices).
 LEVEL_BREAKS = (1 / 3, 2 / 3)
 LEVEL_LABELS = ("low", "medium", "high")
@@ -86,6 +87,14 @@ def episode_practice(
     )
 
 
+def practice_columns(instruments: dict[str, Instrument]) -> list[tuple[str, str]]:
+    """(practice, episode column): ``all`` = mean exposure, each checklist practice's share,
+    and ``top_score`` = the CollaboRATE top-score share (0..1 like the others)."""
+    return [(ALL_PRACTICES, "exposure"),
+            *[(n, f"practice_{n}") for n in practice_names(instruments)],
+            (TOP_SCORE, "top_score_share")]
+
+
 def _finite(frame: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
     return frame.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
 
@@ -100,9 +109,7 @@ def practice_effect(
     ``outcome``: finished episodes x measure with ``first_score``, ``change``, ``exposure``,
     ``practice_*``; ``scopes``: None = all clinics pooled, or a column to split by."""
     rows: list[dict] = []
-    practices = [(ALL_PRACTICES, "exposure")] + [
-        (n, f"practice_{n}") for n in practice_names(instruments)
-    ]
+    practices = practice_columns(instruments)
     outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
     data = outcome.filter(pl.col("finished") & pl.col("instrument").is_in(outcomes))
     for scope in scopes:
@@ -112,7 +119,7 @@ def practice_effect(
             instrument = key[0]
             clinic = key[1] if scope else None
             for practice, col in practices:
-                if col not in part.columns:
+                if col not in part.columns or part.schema[col] == pl.Null:
                     continue
                 sub = _finite(part, ["change", "first_score", col])
                 row = {
@@ -155,57 +162,76 @@ def exposure_level(exposure: pl.Expr) -> pl.Expr:
 
 
 def outcome_by_exposure_level(
-    outcome: pl.DataFrame, instruments: dict[str, Instrument]
+    outcome: pl.DataFrame, instruments: dict[str, Instrument], scopes: list[str | None]
 ) -> pl.DataFrame:
-    """Per outcome instrument and exposure level: n, raw mean change and the
-    severity-adjusted mean change (ANCOVA at the mean intake, CR1 by therapist) with 95% CI,
-    and the share reliably improved. Change is signed so that positive = improvement."""
+    """Per outcome instrument, practice (``all`` = mean exposure, each checklist practice,
+    ``top_score`` = CollaboRATE top-score share) and exposure level (share of sessions:
+    low < 1/3 <= medium < 2/3 <= high), for all clinics (``clinic_id`` null) and per clinic:
+    n, raw mean change, the severity-adjusted mean change (ANCOVA at the scope's mean intake,
+    CR1 by therapist) with 95% CI, and the reliable improvement rate (Wilson). Change is
+    signed so that positive = improvement. Observational."""
     rows: list[dict] = []
     outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
-    data = _finite(
-        outcome.filter(pl.col("finished") & pl.col("instrument").is_in(outcomes)),
-        ["improvement", "first_score", "exposure"],
-    ).with_columns(exposure_level(pl.col("exposure")).alias("level"))
-    for (instrument,), part in data.partition_by(["instrument"], as_dict=True).items():
-        levels = [lv for lv in LEVEL_LABELS if (part["level"] == lv).any()]
-        if not levels:
+    base = outcome.filter(pl.col("finished") & pl.col("instrument").is_in(outcomes))
+    for practice, col in practice_columns(instruments):
+        if col not in base.columns or base.schema[col] == pl.Null:
             continue
-        dummies = np.column_stack(
-            [(part["level"] == lv).to_numpy().astype(float) for lv in levels[1:]]
-        ) if len(levels) > 1 else np.zeros((part.height, 0))
-        x = np.column_stack([part["first_score"].to_numpy(), dummies])
-        can_fit = part.height > x.shape[1] + 2 and part["therapist_id"].n_unique() >= 2
-        fit = ols_cluster(part["improvement"].to_numpy(), x,
-                          part["therapist_id"].rank("dense").to_numpy()) if can_fit else None
-        mean_intake = float(part["first_score"].mean())
-        for j, lv in enumerate(levels):
-            sub = part.filter(pl.col("level") == lv)
-            est = lo = hi = math.nan
-            if fit is not None:
-                c = np.zeros(len(fit.coef))
-                c[0], c[1] = 1.0, mean_intake
-                if j > 0:
-                    c[1 + j] = 1.0
-                est, lo, hi = fit.contrast_ci(c)
-            rows.append({
-                "instrument": instrument, "level": lv, "n": sub.height,
-                "n_clients": sub["client_key"].n_unique(),
-                "mean_exposure": float(sub["exposure"].mean()),
-                "raw_mean_improvement": float(sub["improvement"].mean()),
-                "adjusted_mean_improvement": est, "ci_low": lo, "ci_high": hi,
-                "reliably_improved": int((sub["reliable_change"] == "improved").sum()),
-            })
+        data = _finite(base, ["improvement", "first_score", col]).with_columns(
+            exposure_level(pl.col(col)).alias("level"))
+        for scope in scopes:
+            keys = ["instrument", scope] if scope else ["instrument"]
+            for key, part in data.partition_by(keys, as_dict=True).items():
+                rows += _level_rows(part, col, {
+                    "clinic_id": key[1] if scope else None, "instrument": key[0],
+                    "practice": practice})
     return _frame(rows, {
-        "instrument": pl.String, "level": pl.String, "n": pl.Int64, "n_clients": pl.Int64,
+        "clinic_id": pl.String, "instrument": pl.String, "practice": pl.String,
+        "level": pl.String, "n": pl.Int64, "n_clients": pl.Int64, "n_therapists": pl.Int64,
         "mean_exposure": pl.Float64, "raw_mean_improvement": pl.Float64,
         "adjusted_mean_improvement": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
         "reliably_improved": pl.Int64,
     }).with_columns(
+        *wilson_exprs(pl.col("reliably_improved"), pl.col("n"), "reliable_improvement_rate"),
         pl.lit("ANCOVA: improvement ~ intake + level, at mean intake; CR1 by therapist")
         .alias("adjustment"),
         pl.lit(True).alias("observational"),
         *[pl.col(c).fill_nan(None) for c in ("adjusted_mean_improvement", "ci_low", "ci_high")],
-    )
+    ).sort("instrument", "practice", "clinic_id", "level", nulls_last=False)
+
+
+def _level_rows(part: pl.DataFrame, col: str, cell: dict) -> list[dict]:
+    """The exposure-level rows of one instrument x practice x scope (see above)."""
+    levels = [lv for lv in LEVEL_LABELS if (part["level"] == lv).any()]
+    if not levels:
+        return []
+    dummies = np.column_stack(
+        [(part["level"] == lv).to_numpy().astype(float) for lv in levels[1:]]
+    ) if len(levels) > 1 else np.zeros((part.height, 0))
+    x = np.column_stack([part["first_score"].to_numpy(), dummies])
+    can_fit = part.height > x.shape[1] + 2 and part["therapist_id"].n_unique() >= 2
+    fit = ols_cluster(part["improvement"].to_numpy(), x,
+                      part["therapist_id"].rank("dense").to_numpy()) if can_fit else None
+    mean_intake = float(part["first_score"].mean())
+    rows = []
+    for j, lv in enumerate(levels):
+        sub = part.filter(pl.col("level") == lv)
+        est = lo = hi = math.nan
+        if fit is not None:
+            c = np.zeros(len(fit.coef))
+            c[0], c[1] = 1.0, mean_intake
+            if j > 0:
+                c[1 + j] = 1.0
+            est, lo, hi = fit.contrast_ci(c)
+        rows.append({
+            **cell, "level": lv, "n": sub.height,
+            "n_clients": sub["client_key"].n_unique(),
+            "n_therapists": sub["therapist_id"].n_unique(),
+            "mean_exposure": float(sub[col].mean()),
+            "raw_mean_improvement": float(sub["improvement"].mean()),
+            "adjusted_mean_improvement": est, "ci_low": lo, "ci_high": hi,
+            "reliably_improved": int((sub["reliable_change"] == "improved").sum()),
+        })
+    return rows
 
 
 def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:

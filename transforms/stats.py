@@ -34,11 +34,14 @@ def wilson_exprs(k: pl.Expr, n: pl.Expr, prefix: str) -> list[pl.Expr]:
     ]
 
 
-def t_quantile(df: pl.Expr) -> pl.Expr:
-    """Two-sided 95% Student t quantile for each row's degrees of freedom (scipy)."""
+def t_quantile(df: pl.Expr, scalar: bool = False) -> pl.Expr:
+    """Two-sided 95% Student t quantile for each row's degrees of freedom (scipy).
+    ``scalar=True`` inside ``group_by().agg`` where ``df`` is one value per group (without it
+    Polars returns a one-element list per group)."""
     return df.cast(pl.Float64).map_batches(
         lambda s: pl.Series(sps.t.ppf(0.5 + CONFIDENCE / 2, s.to_numpy()), dtype=pl.Float64),
         return_dtype=pl.Float64,
+        returns_scalar=scalar,
     )
 
 
@@ -46,7 +49,7 @@ def mean_t_exprs(x: str, prefix: str) -> list[pl.Expr]:
     """Aggregations: mean of ``x`` with a 95% t interval (for use inside ``group_by().agg``)."""
     n = pl.col(x).count()
     se = pl.col(x).std() / n.cast(pl.Float64).sqrt()
-    q = t_quantile(n - 1)
+    q = t_quantile(n - 1, scalar=True)
     mean = pl.col(x).mean()
     return [
         mean.alias(prefix),

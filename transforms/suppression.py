@@ -15,7 +15,8 @@ KEEP_ALWAYS = frozenset(
     {
         "clinic_id", "therapist_id", "month", "instrument", "measure", "metric", "group",
         "level", "practice", "stratum", "scope", "unit", "estimand", "method", "direction",
-        "observational", "suppressed", "adjustment",
+        "observational", "suppressed", "adjustment", "period", "period_start",
+        "band_low", "band_high", "bin_low", "bin_high", "alliance_instrument", "cutoff",
     }
 )
 

@@ -19,7 +19,8 @@ from transforms.stats import Z95
 
 def therapist_effects(adjusted: pl.LazyFrame) -> pl.LazyFrame:
     """Per clinic, therapist and instrument: n, n_clients, raw and shrunken adjusted mean
-    improvement (points, positive = better), 95% interval, share of variance between."""
+    improvement (points, positive = better), 95% interval, share of variance between and
+    ``sigma`` (the within-therapist SD, for funnel-plot limits)."""
     keys = ["instrument", "clinic_id", "therapist_id"]
     per = adjusted.group_by(keys).agg(
         pl.len().alias("n"),
@@ -43,6 +44,9 @@ def therapist_effects(adjusted: pl.LazyFrame) -> pl.LazyFrame:
             (pl.col("_b") * pl.col("raw_adjusted_mean")).alias("shrunk_estimate"),
             (pl.col("_b") * pl.col("_sigma2") / nf).sqrt().alias("_se"),
             (pl.col("tau2") / (pl.col("tau2") + pl.col("_sigma2"))).alias("share_between"),
+            # Within-therapist SD (pooled over the instrument): the funnel plot's limits are
+            # 0 +/- z * sigma / sqrt(n).
+            pl.col("_sigma2").sqrt().alias("sigma"),
         )
         .with_columns(
             (pl.col("shrunk_estimate") - Z95 * pl.col("_se")).alias("ci_low"),

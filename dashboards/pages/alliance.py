@@ -8,8 +8,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import ui
-from dashboards.data import query, table
-from transforms.stats import wilson_exprs
+from dashboards.data import table
 
 SRS_CUTOFF = 36  # DOMAIN.md: SRS total < 36 flags a possible alliance problem (Duncan et al. 2003)
 
@@ -26,53 +25,53 @@ clinic = ui.clinic_picker(user, [*therapists["clinic_id"].to_list()] if therapis
                           + ([*outcome["clinic_id"].drop_nulls().to_list()] if outcome.height
                              else []), key="alliance_clinic")
 label = clinic or "all clinics"
-cond, params = ui.clinic_sql(user)
-if clinic is not None:
-    cond, params = "clinic_id = ?", (clinic,)
+
+dist_all = ui.scope(table(snapshot, "dir_alliance_distribution"), user)
+dist_here = dist_all.filter(pl.col("clinic_id").is_null() if clinic is None
+                            else pl.col("clinic_id") == clinic) if dist_all.height else dist_all
+
+
+def _bands(frame: pl.DataFrame, unit: str, title: str, lo: float, hi: float,
+           cutoff: float | None = None) -> None:
+    """A histogram of a ``band`` rows frame; suppressed bands are left out and counted."""
+    shown = frame.filter(~pl.col("suppressed"))
+    if shown.height:
+        df = shown.with_columns(pl.col("n").cast(pl.Int64), (pl.col("share") * 100)
+                                .alias("pct")).to_pandas()
+        enc = {}
+        if cutoff is not None:
+            low, ok = f"below {cutoff:g} (possible alliance problem)", f"{cutoff:g} or above"
+            df["band"] = [low if b < cutoff else ok for b in df["band_low"]]
+            enc["color"] = alt.Color("band:N", title="SRS total",
+                                     scale=alt.Scale(domain=[low, ok],
+                                                     range=["#d62728", "#4c78a8"]),
+                                     legend=alt.Legend(orient="top", labelLimit=320))
+        bars = alt.Chart(df).mark_bar(stroke="white").encode(
+            x=alt.X("band_low:Q", title=f"{title} (points)", scale=alt.Scale(domain=[lo, hi])),
+            x2="band_high:Q", y=alt.Y("n:Q", title=f"{unit} (count)"), y2=alt.datum(0),
+            tooltip=["band_low", "band_high", "n", alt.Tooltip("pct:Q", format=".1f")], **enc)
+        layers = [bars]
+        if cutoff is not None:
+            layers.append(alt.Chart().mark_rule(strokeDash=[4, 4]).encode(x=alt.datum(cutoff)))
+        ui.show(alt.layer(*layers).properties(height=240, title=alt.TitleParams(
+            f"{title}, {label}", subtitle=f"n = {int(shown['n'].sum()):,} {unit} in the bands "
+            "shown", anchor="start")), width="stretch")
+    ui.suppressed_note(frame, "score bands")
+
 
 # SRS -------------------------------------------------------------------------------------
 st.subheader(f"Session Rating Scale (SRS, 0–40): {label}")
-if "session_alliance" in snapshot.tables:
-    dist = query(snapshot, f"""
-        SELECT least(floor(total / 2) * 2, 38) AS bin, count(*) AS sessions,
-               count(DISTINCT client_key) AS n_clients
-        FROM session_alliance WHERE instrument = 'SRS' AND {cond}
-        GROUP BY 1 ORDER BY 1""", params)  # noqa: S608 - cond is ours
-    summary = query(snapshot, f"""
-        SELECT count(*) AS sessions, count(DISTINCT client_key) AS n_clients,
-               count(*) FILTER (WHERE low_alliance) AS below
-        FROM session_alliance WHERE instrument = 'SRS' AND {cond}""", params)  # noqa: S608
-else:
-    dist = summary = pl.DataFrame()
-if summary.height and summary["sessions"][0]:
-    s = summary.with_columns(
-        *wilson_exprs(pl.col("below"), pl.col("sessions"), "below_rate"),
-        (pl.col("n_clients") < min_cell).alias("suppressed")).row(0, named=True)
+srs_rows = dist_here.filter(pl.col("instrument") == "SRS") if dist_here.height else dist_here
+summary = ui.first_row(srs_rows, metric="below_cutoff") if srs_rows.height else None
+if summary is not None:
+    cut = summary["cutoff"] or SRS_CUTOFF
     c1, c2 = st.columns(2)
-    ui.rate_metric(c1, f"Sessions with SRS below {SRS_CUTOFF}", s, "below_rate", "sessions",
+    ui.rate_metric(c1, f"Sessions with SRS below {cut:g}", summary, "below_rate", "n",
                    "sessions")
-    ui.count_metric(c2, "Sessions with an SRS", s, "sessions",
-                    f"{ui.fmt_count(s, 'n_clients')} clients")
-    shown = dist.filter(pl.col("n_clients") >= min_cell)
-    hidden = dist.height - shown.height
-    if shown.height and not s["suppressed"]:
-        df = shown.with_columns((pl.col("bin") + 2).alias("bin_end"),
-                                (pl.col("bin") < SRS_CUTOFF).alias("below_cutoff")).to_pandas()
-        bars = alt.Chart(df).mark_bar(stroke="white").encode(
-            x=alt.X("bin:Q", title="SRS total (points, 0–40; 2-point bands)",
-                    scale=alt.Scale(domain=[0, 40])),
-            x2="bin_end:Q",
-            y=alt.Y("sessions:Q", title="sessions (count)"), y2=alt.datum(0),
-            color=alt.Color("below_cutoff:N", title=f"below {SRS_CUTOFF}",
-                            scale=alt.Scale(domain=[True, False], range=["#d62728", "#4c78a8"])),
-            tooltip=["bin", "bin_end", "sessions"],
-        )
-        rule = alt.Chart().mark_rule(strokeDash=[4, 4]).encode(x=alt.datum(SRS_CUTOFF))
-        st.altair_chart((bars + rule).properties(
-            height=240, title=f"SRS distribution, {label} (n = {int(s['sessions']):,} sessions)"),
-            width="stretch")
-    if hidden:
-        st.caption(f"{hidden} score bands with fewer than {min_cell} clients suppressed.")
+    ui.count_metric(c2, "Sessions with an SRS", summary, "n",
+                    f"{ui.fmt_count(summary, 'n_clients')} clients")
+    _bands(srs_rows.filter(pl.col("metric") == "band"), "sessions",
+           "SRS total per session (2-point bands)", 0, 40, cut)
 else:
     st.caption("No SRS published for this selection.")
 
@@ -102,13 +101,18 @@ else:
                                 & (pl.col("clinic_id") == clinic if clinic else pl.lit(True)))
     if per_ther.height:
         df = per_ther.to_pandas()
-        st.altair_chart(alt.Chart(df).mark_boxplot(extent="min-max").encode(
+        ui.show(alt.Chart(df).mark_boxplot(extent="min-max").encode(
             x=alt.X("measure:N", title="subscale"),
             y=alt.Y("mean:Q", title="therapist mean (points, 4–20)",
                     scale=alt.Scale(domain=[4, 20])),
         ).properties(height=240, title=f"Spread of therapist means, {label} "
                      f"(n = {per_ther['therapist_id'].n_unique()} therapists)"), width="stretch")
     ui.suppressed_note(subscales)
+wai_total = dist_here.filter((pl.col("instrument") == "WAISR") & (pl.col("metric") == "band")) \
+    if dist_here.height else dist_here
+if wai_total.height:
+    _bands(wai_total, "episodes", "WAI-SR total at the first administration (12–60, 4-point "
+           "bands)", 12, 60)
 
 # Early alliance and outcome --------------------------------------------------------------
 st.subheader("Early alliance and outcome")
@@ -139,37 +143,36 @@ row = ui.first_row(corr, instrument=inst)
 if row is None or row["suppressed"]:
     st.caption("suppressed")
     st.stop()
-points = query(snapshot, f"""
-    WITH e AS (
-        SELECT early_alliance AS x, improvement AS y, client_key
-        FROM episode_measure
-        WHERE instrument = ? AND finished AND early_alliance IS NOT NULL
-          AND improvement IS NOT NULL AND {cond})
-    SELECT round(x) AS x_bin, avg(x) AS early_alliance, avg(y) AS improvement,
-           count(*) AS episodes, count(DISTINCT client_key) AS n_clients,
-           (SELECT regr_slope(y, x) FROM e) AS slope,
-           (SELECT regr_intercept(y, x) FROM e) AS intercept
-    FROM e GROUP BY 1 ORDER BY 1""", (inst, *params))  # noqa: S608 - cond is ours
-kept = points.filter(pl.col("n_clients") >= min_cell) if points.height else points
+bins = ui.scope(table(snapshot, "dir_alliance_outcome_bins"), user)
+kept = bins.filter((pl.col("instrument") == inst) & ~pl.col("suppressed") & (
+    pl.col("clinic_id").is_null() if clinic is None else pl.col("clinic_id") == clinic)) \
+    if bins.height else bins
 if kept.height:
-    slope, intercept = points["slope"][0], points["intercept"][0]
-    xs = [float(kept["early_alliance"].min()), float(kept["early_alliance"].max())]
-    line = pl.DataFrame({"early_alliance": xs,
-                         "improvement": [intercept + slope * x for x in xs]}).to_pandas()
+    slope, intercept = row["slope"], row["intercept"]
     a_inst = row["alliance_instrument"]
-    dots = alt.Chart(kept.to_pandas()).mark_circle(opacity=0.7).encode(
+    layers = [alt.Chart(kept.with_columns(pl.col("n").cast(pl.Int64)).to_pandas())
+              .mark_circle(opacity=0.7).encode(
         x=alt.X("early_alliance:Q", title=f"early {a_inst} (mean of first sessions, points)",
                 scale=alt.Scale(zero=False)),
-        y=alt.Y("improvement:Q", title=f"{inst} improvement (points, + = better)"),
-        size=alt.Size("episodes:Q", title="episodes"),
-        tooltip=["early_alliance", "improvement", "episodes"])
-    fit = alt.Chart(line).mark_line(color="#d62728").encode(x="early_alliance:Q",
-                                                            y="improvement:Q")
-    r_txt = _r(row)
-    st.altair_chart((dots + fit).properties(
-        height=320, title=f"{inst} improvement by early {a_inst}, {label}: r = {r_txt} "
-        f"(n = {int(row['n']):,} episodes); each dot = mean of ≥ {min_cell} clients"),
-        width="stretch")
-    st.caption(f"Fitted least-squares line over all episodes: {slope:+.2f} points of {inst} "
-               f"per point of early {a_inst}. {points.height - kept.height} alliance bands with "
-               f"fewer than {min_cell} clients are suppressed. Correlation: {row['method']}.")
+        y=alt.Y("mean_improvement:Q", title=f"{inst} improvement (points, + = better)"),
+        size=alt.Size("n:Q", title="episodes per dot", scale=alt.Scale(zero=False)),
+        tooltip=["alliance_instrument", "bin_low", "bin_high", "early_alliance",
+                 alt.Tooltip("mean_improvement:Q", format="+.2f"), "n"])]
+    if slope is not None and intercept is not None:
+        xs = [float(kept["early_alliance"].min()), float(kept["early_alliance"].max())]
+        line = pl.DataFrame({"early_alliance": xs,
+                             "mean_improvement": [intercept + slope * x for x in xs]})
+        layers.append(alt.Chart(line.to_pandas()).mark_line(color="#d62728").encode(
+            x="early_alliance:Q", y="mean_improvement:Q"))
+    ui.show(alt.layer(*layers).properties(height=320, title=alt.TitleParams(
+        f"{inst} improvement by early {a_inst}, {label}",
+        subtitle=f"r = {_r(row)}; n = {int(row['n']):,} episodes; each dot = a band of "
+        f"≥ {min_cell} clients", anchor="start")), width="stretch")
+    hidden = bins.filter((pl.col("instrument") == inst) & pl.col("suppressed") & (
+        pl.col("clinic_id").is_null() if clinic is None else pl.col("clinic_id") == clinic)).height
+    line_txt = (f"Fitted least-squares line over all episodes: {slope:+.2f} points of {inst} "
+                f"per point of early {a_inst}. " if slope is not None else "")
+    st.caption(f"{line_txt}{hidden} alliance bands with fewer than {min_cell} clients are "
+               f"suppressed. Correlation: {row['method']}.")
+else:
+    st.caption("Every alliance band is suppressed for this selection.")

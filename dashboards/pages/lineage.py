@@ -15,7 +15,7 @@ from dashboards.data import query, table
 settings, user, snapshot = ui.page_context(roles=("quality", "admin"))
 st.title("Lineage")
 ui.snapshot_caption(snapshot)
-outcomes = ui.interval_columns(ui.scope(table(snapshot, "dir_outcomes"), user))
+outcomes = ui.scope(table(snapshot, "dir_outcomes"), user)
 needed = {"episode_measure", "episode_session", "audit_batch"}
 if outcomes.is_empty() or not needed <= set(snapshot.tables):
     st.info("Lineage needs dir_outcomes, episode_measure, episode_session and audit_batch.")

@@ -36,15 +36,11 @@ label = clinic or "all clinics"
 
 
 def within_sd(frame: pl.DataFrame) -> float | None:
-    """The within-therapist SD of adjusted improvement: the mart's ``sigma`` when published,
-    else recovered from the shrinkage interval (se^2 = B sigma^2 / n, B = shrunk / raw)."""
-    if "sigma" in frame.columns:
-        return ui.scalar(frame["sigma"].drop_nulls().median())
-    d = frame.filter((pl.col("raw_adjusted_mean").abs() > 1e-9)
-                     & (pl.col("shrunk_estimate").abs() > 1e-9)).with_columns(
-        (((pl.col("ci_high") - pl.col("ci_low")) / (2 * Z95)) ** 2 * pl.col("n")
-         / (pl.col("shrunk_estimate") / pl.col("raw_adjusted_mean"))).sqrt().alias("s"))
-    return ui.scalar(d["s"].median()) if d.height else None
+    """The within-therapist SD of adjusted improvement (the mart's ``sigma``, one value per
+    instrument; suppressed rows carry null)."""
+    if "sigma" not in frame.columns:
+        return None
+    return ui.scalar(frame["sigma"].drop_nulls().median())
 
 
 if shown.is_empty():
@@ -76,7 +72,7 @@ else:
                           ("lo998", [1, 3])):
             layers.append(alt.Chart(fdf).mark_line(color="#555", strokeDash=dash).encode(
                 x="n:Q", y=f"{col}:Q"))
-    st.altair_chart(alt.layer(*layers).properties(
+    ui.show(alt.layer(*layers).properties(
         height=380, title=f"Funnel plot, {inst}, {label} ({shown.height} therapists, "
         f"n = {int(shown['n'].sum()):,} episodes)"), width="stretch")
     if sigma:

@@ -44,7 +44,7 @@ summary = part.group_by("rule").agg(pl.col("batches").sum(), pl.col("passed").su
     (pl.col("passed") / pl.col("batches") * 100).round(1).alias("pass rate (% of batches)"))
 st.subheader(f"Rules of the {clinic} contract")
 st.dataframe(summary.sort("rule"), hide_index=True)
-st.altair_chart(alt.Chart(part.to_pandas()).mark_line(point=True).encode(
+ui.show(alt.Chart(part.to_pandas()).mark_line(point=True).encode(
     x=alt.X("month:T", title="month validated"),
     y=alt.Y("pass_rate:Q", title="batches passing (%)", scale=alt.Scale(domain=[0, 100])),
     color=alt.Color("rule:N", title="rule"),
@@ -74,6 +74,9 @@ if report.exists():
     with st.expander("Full Great Expectations validation result (JSON)"):
         st.json(json.loads(report.read_text(encoding="utf-8")), expanded=False)
     st.download_button("Download the report (JSON)", report.read_bytes(),
-                       file_name=report.name, mime="application/json", key="dl_gx")
+                       file_name=report.name, mime="application/json", key="dl_gx",
+                       on_click=auth.audit, args=(settings, user, "download"),
+                       kwargs={"what": "gx_report", "batch_id": int(pick),
+                               "file": report.name})
 else:
     st.caption("The full report of this batch is not kept on this host.")

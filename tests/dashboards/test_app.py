@@ -183,14 +183,25 @@ def test_practices_show_mart_estimates_marked_observational(marts):
                                            & (pl.col("practice") == "top_score")).row(0, named=True)
     assert use.filter(pl.col("practice") == "CollaboRATE top score")[
         "mean share of sessions (95% CI)"][0].startswith(_pct(top["mean_share"]))
-    # All-clinic exposure levels are not shown to a single-clinic director.
-    assert any("all clinics combined only" in c.value for c in at.caption)
+    # The director sees the exposure levels of their own clinic (never all clinics pooled).
+    levels = next(f for f in frames(at) if "exposure level" in f.columns)
+    lv = marts["dir_practice_outcome"].filter(
+        (pl.col("clinic_id") == "northside") & (pl.col("practice") == "all")
+        & (pl.col("instrument") == "ORS"))
+    assert levels["episodes (n)"].to_list() == [
+        "suppressed" if r["suppressed"] else f"{r['n']:,}"
+        for r in lv.sort(pl.col("level").replace_strict({"low": 0, "medium": 1, "high": 2}))
+        .iter_rows(named=True)]
+    assert levels["reliable improvement (95% CI)"][0].startswith("suppressed") or "95% CI" in \
+        levels["reliable improvement (95% CI)"][0]
 
 
 def test_practices_by_level_for_all_clinic_users(marts):
     at = app_as(QUALITY, "practices")
     levels = next(f for f in frames(at) if "exposure level" in f.columns)
-    mart = marts["dir_practice_outcome"]
+    mart = marts["dir_practice_outcome"].filter(
+        pl.col("clinic_id").is_null() & (pl.col("practice") == "all")).sort(
+        "instrument", pl.col("level").replace_strict({"low": 0, "medium": 1, "high": 2}))
     assert levels["episodes (n)"].to_list() == [
         "suppressed" if r["suppressed"] else f"{r['n']:,}" for r in mart.iter_rows(named=True)]
 
@@ -275,7 +286,15 @@ def test_validation_history_and_completeness_render(marts):
     assert summary["batches"].sum() == res.filter(pl.col("clinic_id") == first).height
     comp = app_as(QUALITY, "completeness")
     per_clinic = frames(comp)[0]
-    assert per_clinic["sessions"].sum() == marts["episode_session"].height
+    sessions = per_clinic["sessions (n)"].str.replace_all(",", "").cast(pl.Int64)
+    assert sessions.sum() == marts["episode_session"].height
+    es = marts["episode_session"]
+    exact = marts["dir_completeness"].filter((pl.col("clinic_id") == "northside")
+                                             & pl.col("therapist_id").is_null()).row(0, named=True)
+    north = es.filter(pl.col("clinic_id") == "northside")
+    assert exact["with_alliance"] == north["has_alliance"].sum()
+    shown = per_clinic.filter(pl.col("clinic") == "northside")["% with alliance (95% CI)"][0]
+    assert shown.startswith(f"{100 * north['has_alliance'].mean():.1f}%")
 
 
 def test_lineage_episodes_add_up_to_the_figure(marts):
@@ -288,3 +307,42 @@ def test_lineage_episodes_add_up_to_the_figure(marts):
     assert episodes.height == figure["n"]
     assert set(sessions["episode_id"]) == set(episodes["episode_id"])
     assert batches.height > 0
+
+
+# Marts added for the dashboard ------------------------------------------------------------
+
+def test_overview_ors_funnel_and_period_come_from_the_marts(marts):
+    at = app_as(DIRECTOR)
+    funnel = frames(at)[0]
+    row = marts["dir_funnel"].filter(
+        (pl.col("clinic_id") == "northside") & (pl.col("period") == "all")
+        & (pl.col("instrument") == "ORS")).row(0, named=True)
+    assert funnel["episodes"].to_list() == [f"{row[c]:,}" for c in
+                                            ("episodes", "finished", "caseness_at_start",
+                                             "recovered")]
+    year = marts["dir_outcomes_period"].filter(
+        (pl.col("clinic_id") == "northside") & (pl.col("period") == "year")
+        & (pl.col("instrument") == "ORS")).sort("period_start").row(0, named=True)
+    box = at.sidebar.selectbox(key="overview_period")
+    box.select(("year", year["period_start"])).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Finished episodes"] == f"{year['n']:,}"
+    assert metrics["Recovered"] == _pct(year["recovered_rate"])
+
+
+def test_therapists_funnel_limits_use_the_mart_sigma(marts):
+    at = app_as(DIRECTOR, "therapists")
+    sigma = marts["dir_therapist_effect"].filter(
+        (pl.col("instrument") == "ORS") & ~pl.col("suppressed"))["sigma"].median()
+    assert any(f"z·{sigma:.1f}/√n" in c.value for c in at.caption)
+
+
+def test_alliance_distribution_and_bins_from_the_marts(marts):
+    at = app_as(DIRECTOR, "alliance")
+    row = marts["dir_alliance_distribution"].filter(
+        (pl.col("clinic_id") == "northside") & (pl.col("metric") == "below_cutoff")
+    ).row(0, named=True)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sessions with SRS below 36"] == _pct(row["below_rate"])
+    assert not any("Every alliance band is suppressed" in c.value for c in at.caption)

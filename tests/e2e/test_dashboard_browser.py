@@ -85,7 +85,15 @@ def _settle(page) -> None:
     page.wait_for_function(
         "() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
         timeout=60_000)
-    page.wait_for_timeout(1200)
+    # Then every chart and table must actually be drawn (their code loads lazily; on a busy
+    # machine a grey placeholder can stay for seconds after the skeletons are gone).
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                   .every(e => e.querySelector('svg.marks, canvas.marks'))
+              && [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+                   .every(e => e.querySelector('canvas') || e.closest('details:not([open])'))""",
+        timeout=60_000)
+    page.wait_for_timeout(1500)
 
 
 def _sign_in(page, url: str, user: str, password: str) -> None:
@@ -114,14 +122,14 @@ def test_director_and_quality_pages_in_chromium(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page = browser.new_page(viewport={"width": 1400, "height": 3000})
             _sign_in(page, server, "director", "director-pass")
             shots = [_shoot(page, t, "director") for t in DIRECTOR_PAGES]
             nav = page.get_by_test_id("stSidebarNav").inner_text()
             assert "Loads and quarantine" not in nav  # directors have no quality pages
             assert page.get_by_text("The list of episodes is for the quality team").count() == 1
 
-            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page = browser.new_page(viewport={"width": 1400, "height": 3000})
             _sign_in(page, server, "quality", "quality-pass")
             shots += [_shoot(page, t, "quality") for t in QUALITY_PAGES]
         finally:
