@@ -11,10 +11,12 @@ same batches) up to the target size; the held-back files are ingested for real a
 rebuild and replicated the same way (new batches, so the increment is ``replicas`` x the real
 one, about 1 % of the administrations). ``small`` is the plain demo-size set, no replication.
 
-Each run copies the seed, then in fresh child processes (peak RSS is that process's own
-``ru_maxrss``, from ``os.wait4``): 1. ``aggregate(full=True)`` (the baseline); 2. the increment
+Each run copies the seed, then in fresh child processes (peak RSS and CPU seconds, user +
+system, are that process's own, from ``os.wait4``; the machine may be shared, so CPU time is
+the steadier measure): 1. ``aggregate(full=True)`` (the baseline); 2. the increment
 is loaded (not timed); 3. ``aggregate()`` incremental. The children call
-``flows.aggregate.run_aggregate``: the flow's code without the Prefect API start-up.
+``tandem.aggregate_state.run_aggregate``: the flow's code without Prefect (not even
+its import).
 Prints a JSON list of rows.
 """
 
@@ -79,7 +81,7 @@ AGGREGATE = """
 import sys, json, time, datetime as dt
 from pathlib import Path
 from tandem.settings import Settings
-from flows.aggregate import run_aggregate
+from tandem.aggregate_state import run_aggregate
 settings = Settings(home=Path(sys.argv[1]))
 t = time.perf_counter()
 info = run_aggregate(settings, dt.date.fromisoformat(sys.argv[2]), full=sys.argv[3] == "full")
@@ -88,8 +90,11 @@ print(json.dumps(info, default=str))
 """
 
 
-def _child(code: str, *args: str, env: dict | None = None) -> tuple[float, float, str]:
-    """Run ``code`` in a fresh interpreter: (wall seconds, peak RSS MiB, stdout)."""
+def _child(
+    code: str, *args: str, env: dict | None = None
+) -> tuple[float, float, str, float]:
+    """Run ``code`` in a fresh interpreter: (wall seconds, peak RSS MiB, stdout, CPU seconds
+    = user + system of the child, from ``os.wait4``)."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out,
@@ -102,7 +107,7 @@ def _child(code: str, *args: str, env: dict | None = None) -> tuple[float, float
         text = out.read().decode()
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}): {text[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, text
+    return seconds, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime
 
 
 def _file_list(path: Path, data: Path, files: list[dict]) -> str:
@@ -185,29 +190,33 @@ def run(size: str, workdir: Path = DEFAULT_WORKDIR) -> list[dict]:
     shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(layout["base"], home)
     as_of = manifest["as_of"]
-    full_s, full_mb, full_out = _child(AGGREGATE, str(home), as_of, "full", env=env)
+    full_s, full_mb, full_out, full_cpu = _child(AGGREGATE, str(home), as_of, "full", env=env)
     full_info = json.loads(full_out.strip().splitlines()[-1])
     _child(PREPARE, str(home), _file_list(layout["root"] / "held-files.json", data,
                                           layout["held"]),
            as_of, layout["contracts"], str(layout["replicas"]), env=env)
-    inc_s, inc_mb, inc_out = _child(AGGREGATE, str(home), as_of, "incremental", env=env)
+    inc_s, inc_mb, inc_out, inc_cpu = _child(AGGREGATE, str(home), as_of, "incremental",
+                                             env=env)
     inc_info = json.loads(inc_out.strip().splitlines()[-1])
     common = {"size": size, "administrations": layout["administrations"],
               "replicas": layout["replicas"], "cpus": os.cpu_count()}
     return [
         {"scenario": "aggregate_full", **common, "tandem_seconds": round(full_s, 2),
-         "baseline_seconds": None, "peak_rss_mb": round(full_mb, 1),
+         "baseline_seconds": None, "cpu_seconds": round(full_cpu, 2),
+         "peak_rss_mb": round(full_mb, 1),
          "inner_seconds": round(full_info["seconds"], 2),
          "response_rows": full_info.get("responses"),
          "clients_recomputed": full_info.get("clients_recomputed")},
         {"scenario": "aggregate_increment_1pct", **common, "tandem_seconds": round(inc_s, 2),
-         "baseline_seconds": round(full_s, 2), "peak_rss_mb": round(inc_mb, 1),
+         "baseline_seconds": round(full_s, 2), "cpu_seconds": round(inc_cpu, 2),
+         "peak_rss_mb": round(inc_mb, 1),
          "inner_seconds": round(inc_info["seconds"], 2),
          "held_back_files": len(layout["held"]),
          "response_rows": inc_info.get("responses"),
          "increment_rows": inc_info.get("response_rows_read"),
          "clients_recomputed": inc_info.get("clients_recomputed"),
-         "ratio_to_full": round(inc_s / full_s, 3)},
+         "ratio_to_full": round(inc_s / full_s, 3),
+         "cpu_ratio_to_full": round(inc_cpu / full_cpu, 3)},
     ]
 
 

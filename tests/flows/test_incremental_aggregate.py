@@ -65,6 +65,8 @@ def test_incremental_equals_full_rebuild_and_one_shot(tandem_home, generated):
                          as_of=as_of)
         runs.append(run_aggregate(settings, as_of))
     assert runs[0]["mode"] == "full" and {r["mode"] for r in runs[1:]} == {"incremental"}
+    # Each increment patched the previous snapshot (only touched clients' row-level rows).
+    assert not runs[0]["patched"] and all(r["patched"] for r in runs[1:])
     total_clients = runs[-1]["clients_recomputed"]
     assert any(r["clients_recomputed"] > 0 for r in runs[1:])
 
@@ -79,7 +81,16 @@ def test_incremental_equals_full_rebuild_and_one_shot(tandem_home, generated):
 
     quiet = run_aggregate(settings, as_of)  # nothing new: nothing recomputed
     assert quiet["mode"] == "incremental" and quiet["clients_recomputed"] == 0
+    assert quiet["patched"]
     incremental = snapshot_tables(settings)
+    # Another as_of changes ``open`` for everyone: written whole, still equal to a rebuild.
+    later = as_of + dt.timedelta(days=45)
+    moved = run_aggregate(settings, later)
+    assert not moved["patched"]
+    moved_tables = snapshot_tables(settings)
+    run_aggregate(settings, later, full=True)
+    assert_marts_equal(moved_tables, snapshot_tables(settings))
+    run_aggregate(settings, as_of)  # back to as_of for the comparisons below
 
     full = run_aggregate(settings, as_of, full=True)
     assert full["mode"] == "full" and full["clients_recomputed"] == n_clients
