@@ -49,3 +49,38 @@ def pseudonym(key: bytes, clinic_id: str, client_id: str) -> str:
 def pseudonym_map(key: bytes, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """Pseudonyms for the distinct (clinic, client) pairs of a batch (few, so a loop is fine)."""
     return {(c, k): pseudonym(key, c, k) for c, k in set(pairs)}
+
+
+FINGERPRINT_KEY = "pseudonym_key_fingerprint"
+
+
+class PseudonymKeyMismatch(RuntimeError):
+    """The key differs from the one this warehouse's pseudonyms were made with."""
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A one-way fingerprint of the key (it reveals nothing of the key itself)."""
+    return hmac.new(key, b"tandem pseudonym key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def check_key(con, key: bytes) -> None:  # noqa: ANN001 - a DuckDB connection
+    """Refuse to load with another key than the warehouse was built with.
+
+    A lost or changed key would silently give every client a new, unlinkable pseudonym
+    (after a restore without the key, or a typo in TANDEM_PSEUDONYM_KEY). The first load
+    records the key's fingerprint in ``schema_info``; later loads must match it. Rotating
+    the key on purpose is a documented re-keying procedure (docs/operations.md).
+    """
+    fingerprint = key_fingerprint(key)
+    row = con.execute(
+        "SELECT value FROM schema_info WHERE key = ?", [FINGERPRINT_KEY]
+    ).fetchone()
+    if row is None:
+        con.execute("INSERT INTO schema_info VALUES (?, ?)", [FINGERPRINT_KEY, fingerprint])
+    elif row[0] != fingerprint:
+        raise PseudonymKeyMismatch(
+            "the pseudonym key is not the one this warehouse was built with, so the same "
+            "client would get a new pseudonym: restore the key (tandem restore --include-key, "
+            "or TANDEM_PSEUDONYM_KEY from your secrets manager) or follow the key rotation "
+            "procedure in docs/operations.md"
+        )

@@ -43,3 +43,20 @@ def test_configured_key_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("TANDEM_PSEUDONYM_KEY", "from-the-secrets-manager")
     assert load_key(Settings()) == b"from-the-secrets-manager"
     assert not (tmp_path / "secrets" / "pseudonym.key").exists()
+
+
+def test_a_warehouse_refuses_another_key(tandem_home):
+    import pytest
+
+    from tandem import warehouse
+    from tandem.pseudonym import PseudonymKeyMismatch, check_key, key_fingerprint
+
+    with warehouse.writer(tandem_home) as con:
+        check_key(con, b"first key")  # first load records the fingerprint
+        check_key(con, b"first key")  # same key: fine
+        with pytest.raises(PseudonymKeyMismatch, match="not the one this warehouse"):
+            check_key(con, b"another key")
+        stored = con.execute(
+            "SELECT value FROM schema_info WHERE key = 'pseudonym_key_fingerprint'"
+        ).fetchone()[0]
+    assert stored == key_fingerprint(b"first key") and b"first key".hex() not in stored
