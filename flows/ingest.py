@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import duckdb
@@ -25,9 +25,9 @@ from flows.sources import SourceError, reader_for, split_notes
 from tandem import warehouse
 from tandem.contracts import ClinicContract, Instrument, load_clinic_contracts, load_instruments
 from tandem.files import Received, keep_copy, receive, version_key
-from tandem.pseudonym import load_key, pseudonym_map
+from tandem.pseudonym import check_key, load_key, pseudonym_map
 from tandem.settings import Settings, get_settings
-from tandem.validation import get_validator, write_batch_report
+from tandem.validation import ValidationOutcome, get_validator, write_batch_report
 from transforms.staging import (
     ANSWER_KEY,
     ROW_ID,
@@ -78,15 +78,16 @@ class FileFailed(Exception):
 def resolve_contract(
     received: Received, clinic_hint: str | None, contracts: dict[str, ClinicContract]
 ) -> ClinicContract:
-    """Which clinic sent this file: given, else its inbox folder, else its rows' clinic id."""
+    """Which clinic sent this file: given, else its folder (``inbox/<clinic>/`` or any
+    folder named after a clinic with a contract), else its rows' clinic id."""
     if clinic_hint:
         if clinic_hint not in contracts:
+            # Not passed on as the batch's clinic: an unknown id never names a folder.
             raise FileFailed(
-                f"unknown clinic {clinic_hint!r}: no contract in data_contracts/clinics/",
-                clinic_hint)
+                f"unknown clinic {clinic_hint!r}: no contract in data_contracts/clinics/")
         return contracts[clinic_hint]
     parent = received.path.parent.name
-    if parent in contracts and received.path.parent.parent.name == "inbox":
+    if parent in contracts:
         return contracts[parent]
     # A canonical CSV names its clinic in every row.
     head = received.data[:65536].decode("utf-8-sig", errors="replace").splitlines()
@@ -155,22 +156,34 @@ def _quarantine_rows(failures: pl.DataFrame, set_aside: pl.DataFrame, batch_id: 
     )
 
 
-def process_file(
-    path: Path,
-    *,
-    settings: Settings,
-    contracts: dict[str, ClinicContract],
-    instruments: dict[str, Instrument],
-    key: bytes,
-    clinic_hint: str | None = None,
-    trigger: str = "cli",
-    flow_run_id: str | None = None,
-    as_of: dt.date | None = None,
-) -> BatchResult:
-    """One file, one batch, one transaction. Never raises for bad input: it records it."""
+# A validation run covers files up to this many rows (or files): one GX run, one writer.
+CHUNK_ROWS = 1_000_000
+CHUNK_FILES = 500
+# Files per Prefect task run of the ``ingest`` flow.
+FLOW_CHUNK_FILES = 500
+
+
+@dataclass
+class _Prepared:
+    """A received file, read and staged (or failed), waiting for its chunk's validation."""
+
+    received: Received
+    received_at: dt.datetime
+    stored: Path
+    contract: ClinicContract | None
+    staged: pl.DataFrame | None
+    failure: FileFailed | None
+    notes: list[str]
+    unique: pl.DataFrame | None = None
+    duplicates: pl.DataFrame | None = None
+    outcome: ValidationOutcome | None = None
+
+
+def _prepare(path: Path, *, settings: Settings, contracts: dict[str, ClinicContract],
+             key: bytes, clinic_hint: str | None, row_offset: int) -> _Prepared:
+    """Receive, keep, read, pseudonymise and stage one file; row ids start at row_offset."""
     received = receive(path)
     received_at = dt.datetime.now(dt.UTC)
-    as_of = as_of or dt.date.today()
     contract: ClinicContract | None = None
     staged: pl.DataFrame | None = None
     failure: FileFailed | None = None
@@ -189,41 +202,145 @@ def process_file(
                 f"contract ({type(exc).__name__}: {str(exc)[:200]})",
                 contract.clinic_id, contract.format) from exc
         staged = stage_rows(_pseudonymise(raw, key), contract.date_format)
+        if row_offset:
+            staged = staged.with_columns(pl.col(ROW_ID) + row_offset)
     except FileFailed as exc:
         failure = exc
-        stored = keep_copy(received, settings.received_dir / (exc.clinic_id or "_unknown"))
+        folder = exc.clinic_id if exc.clinic_id in contracts else "_unknown"
+        stored = keep_copy(received, settings.received_dir / folder)
+    # The bytes are kept (stored) and hashed: the chunk needs neither again.
+    received = replace(received, data=b"")
+    return _Prepared(received, received_at, stored, contract, staged, failure, notes)
 
+
+def process_file(
+    path: Path,
+    *,
+    settings: Settings,
+    contracts: dict[str, ClinicContract],
+    instruments: dict[str, Instrument],
+    key: bytes,
+    clinic_hint: str | None = None,
+    trigger: str = "cli",
+    flow_run_id: str | None = None,
+    as_of: dt.date | None = None,
+) -> BatchResult:
+    """One file, one batch, one transaction. Never raises for bad input: it records it."""
+    return process_files([path], settings=settings, contracts=contracts,
+                         instruments=instruments, key=key, clinic_hint=clinic_hint,
+                         trigger=trigger, flow_run_id=flow_run_id, as_of=as_of)[0]
+
+
+def process_files(
+    paths: list[Path],
+    *,
+    settings: Settings,
+    contracts: dict[str, ClinicContract],
+    instruments: dict[str, Instrument],
+    key: bytes,
+    clinic_hint: str | None = None,
+    trigger: str = "cli",
+    flow_run_id: str | None = None,
+    as_of: dt.date | None = None,
+    on_result: Callable[[BatchResult], None] | None = None,
+    chunk_rows: int | None = None,
+    chunk_files: int | None = None,
+) -> list[BatchResult]:
+    """Files in order, each its own batch and transaction; validated in chunks.
+
+    Files are read and staged until a chunk holds ``chunk_rows`` rows or ``chunk_files``
+    files; the chunk's rows (numbered globally) go through Great Expectations in one run,
+    then each file is loaded in its own transaction, in order, exactly as
+    :func:`process_file` would have loaded it alone. ``on_result`` is called per file.
+    """
+    as_of = as_of or dt.date.today()
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    chunk_files = chunk_files or CHUNK_FILES
+    results: list[BatchResult] = []
+    chunk: list[_Prepared] = []
+    rows = 0
+    for path in paths:
+        item = _prepare(path, settings=settings, contracts=contracts, key=key,
+                        clinic_hint=clinic_hint, row_offset=rows)
+        chunk.append(item)
+        rows += item.staged.height if item.staged is not None else 0
+        if rows >= chunk_rows or len(chunk) >= chunk_files:
+            results += _process_chunk(chunk, settings, instruments, key, trigger, flow_run_id,
+                                      as_of, on_result)
+            chunk, rows = [], 0
+    if chunk:
+        results += _process_chunk(chunk, settings, instruments, key, trigger, flow_run_id, as_of,
+                                  on_result)
+    return results
+
+
+def _process_chunk(chunk: list[_Prepared], settings: Settings,
+                   instruments: dict[str, Instrument], key: bytes, trigger: str,
+                   flow_run_id: str | None,
+                   as_of: dt.date, on_result: Callable[[BatchResult], None] | None,
+                   ) -> list[BatchResult]:
+    """Validate the chunk's staged files in one GX run, then load each file in turn."""
+    todo = [p for p in chunk if p.staged is not None and p.contract is not None]
+    for p in todo:
+        assert p.staged is not None
+        unique, p.duplicates = split_exact_duplicates(p.staged)
+        p.unique = add_contract_columns(unique, instruments)
+        p.staged = None
+    if todo:
+        outcomes = get_validator().validate_many(
+            [(p.unique, p.contract) for p in todo], instruments, as_of,
+            settings.contracts_dir / "rules.yaml")
+        for p, outcome in zip(todo, outcomes, strict=True):
+            p.outcome = outcome
+    results = []
     with warehouse.writer(settings) as con:
-        batch_id = con.execute("SELECT nextval('batch_id_seq')").fetchone()[0]
-        base = BatchResult(batch_id, received.source_name,
-                           contract.clinic_id if contract else (failure and failure.clinic_id),
-                           "failed")
-        record = {
-            "batch_id": batch_id, "clinic_id": base.clinic_id,
-            "source_name": received.source_name, "stored_path": str(stored),
-            "content_sha256": received.sha256, "size_bytes": received.size_bytes,
-            "format": contract.format if contract else None, "received_at": received_at,
-            "trigger": trigger, "flow_run_id": flow_run_id,
-        }
-        if failure is not None:
-            base.reason = failure.reason
-            _insert_batch(con, record, base, None, None, None)
-            return base
-        assert contract is not None and staged is not None
-        with warehouse.transaction(con):
-            result = _load(con, record, base, contract, instruments, staged, received, as_of,
-                           settings, notes)
-    if result.status == "loaded":
-        _write_validation_report(settings, result, contract.clinic_id)
-    return result
+        check_key(con, key)  # never load under another key than the warehouse's pseudonyms
+        for p in chunk:
+            result = _load_prepared(con, p, trigger, flow_run_id, settings)
+            # free the file's rows before the next one
+            p.unique = p.duplicates = p.outcome = None
+            if result.status == "loaded":
+                _write_validation_report(settings, result, result.clinic_id or "_unknown")
+                result.report = None
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results
+
+
+def _load_prepared(con: duckdb.DuckDBPyConnection, p: _Prepared, trigger: str,
+                   flow_run_id: str | None, settings: Settings) -> BatchResult:
+    """One prepared file: its batch record, and its rows in one transaction."""
+    contract, failure, received = p.contract, p.failure, p.received
+    batch_id = con.execute("SELECT nextval('batch_id_seq')").fetchone()[0]
+    base = BatchResult(batch_id, received.source_name,
+                       contract.clinic_id if contract else (failure and failure.clinic_id),
+                       "failed")
+    record = {
+        "batch_id": batch_id, "clinic_id": base.clinic_id,
+        "source_name": received.source_name, "stored_path": str(p.stored),
+        "content_sha256": received.sha256, "size_bytes": received.size_bytes,
+        "format": contract.format if contract else None, "received_at": p.received_at,
+        "trigger": trigger, "flow_run_id": flow_run_id,
+    }
+    if failure is not None:
+        base.reason = failure.reason
+        _insert_batch(con, record, base, None, None, None)
+        return base
+    assert contract is not None and p.unique is not None and p.duplicates is not None
+    assert p.outcome is not None
+    with warehouse.transaction(con):
+        return _load(con, record, base, contract, p.unique, p.duplicates, p.outcome,
+                     received, p.notes)
 
 
 def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
-          contract: ClinicContract, instruments: dict[str, Instrument], staged: pl.DataFrame,
-          received: Received, as_of: dt.date, settings: Settings,
+          contract: ClinicContract, unique: pl.DataFrame, duplicates: pl.DataFrame,
+          outcome: ValidationOutcome, received: Received,
           notes: list[str] | None = None) -> BatchResult:
     now = dt.datetime.now(dt.UTC)
-    result.rows_received = staged.height
+    received_rows = unique.height + duplicates.height
+    result.rows_received = received_rows
     clinic = contract.clinic_id
 
     # The same bytes delivered again change nothing.
@@ -233,7 +350,7 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
         [clinic, received.sha256],
     ).fetchone()[0]
     if dup is not None:
-        result.status, result.rows_duplicate = "duplicate_file", staged.height
+        result.status, result.rows_duplicate = "duplicate_file", received_rows
         result.reason = f"identical to batch {dup} (same content hash)"
         _insert_batch(con, record, result, None, None, dup)
         return result
@@ -252,23 +369,18 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
         if s != series:
             continue
         if v > version:
-            result.status, result.rows_duplicate = "superseded", staged.height
+            result.status, result.rows_duplicate = "superseded", received_rows
             result.reason = f"a newer version of this file ({name}, batch {bid}) is already loaded"
             _insert_batch(con, record, result, None, None, None)
             return result
         replaces = bid
 
-    unique, duplicates = split_exact_duplicates(staged)
-    unique = add_contract_columns(unique, instruments)
-    outcome = get_validator().validate(
-        unique, contract, instruments, as_of, settings.contracts_dir / "rules.yaml"
-    )
     # A failing row sets aside its whole administration in that record (UNIT_KEY): a
     # questionnaire is loaded whole or not at all.
-    failed_units = unique.join(outcome.failures.select(ROW_ID).unique(), on=ROW_ID,
-                               how="semi").select(UNIT_KEY).unique()
-    set_aside = unique.join(failed_units, on=UNIT_KEY, how="semi", nulls_equal=True)
-    candidates = unique.join(set_aside.select(ROW_ID), on=ROW_ID, how="anti")
+    failed_units = _only(unique, outcome.failures.select(ROW_ID).unique(), ROW_ID).select(
+        UNIT_KEY).unique()
+    set_aside = _only(unique, failed_units, UNIT_KEY)
+    candidates = _without(unique, set_aside.select(ROW_ID))
 
     # Rows already loaded from other batches: identical ones are duplicates, different
     # ones conflict and are quarantined for a person to resolve.
@@ -283,13 +395,13 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
                          "with {} {}", pl.col("instrument"), pl.col("what"),
                          pl.col("batch_id"), pl.col("what_value"), pl.col("loaded")),
     ).unique(ROW_ID)
-    conflict_units = candidates.join(conflicts.select(ROW_ID), on=ROW_ID, how="semi").select(
+    conflict_units = _only(candidates, conflicts.select(ROW_ID), ROW_ID).select(
         UNIT_KEY).unique()
-    conflicted = candidates.join(conflict_units, on=UNIT_KEY, how="semi", nulls_equal=True)
+    conflicted = _only(candidates, conflict_units, UNIT_KEY)
     set_aside = pl.concat([set_aside, conflicted], how="diagonal_relaxed")
-    candidates = candidates.join(conflicted.select(ROW_ID), on=ROW_ID, how="anti")
-    already = candidates.join(same.select(ROW_ID), on=ROW_ID, how="semi")
-    to_load = candidates.join(already.select(ROW_ID), on=ROW_ID, how="anti")
+    candidates = _without(candidates, conflicted.select(ROW_ID))
+    already = _only(candidates, same.select(ROW_ID), ROW_ID)
+    to_load = _without(candidates, already.select(ROW_ID))
 
     failures = pl.concat([outcome.failures, conflicts.cast(outcome.failures.schema)])
     quarantine = _quarantine_rows(failures, set_aside, result.batch_id, clinic, now)
@@ -320,6 +432,20 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
     _insert_batch(con, record, result, outcome.summary, now, None, replaces)
     result.report = outcome.result_json
     return result
+
+
+def _only(frame: pl.DataFrame, keys: pl.DataFrame, on: str | list[str]) -> pl.DataFrame:
+    """Rows of frame whose key is in keys (a semi-join; no scan when keys is empty)."""
+    if keys.is_empty():
+        return frame.clear()
+    return frame.join(keys, on=on, how="semi", nulls_equal=True)
+
+
+def _without(frame: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    """Rows of frame whose row id is not in ids (an anti-join; frame itself if ids is empty)."""
+    if ids.is_empty():
+        return frame
+    return frame.join(ids, on=ROW_ID, how="anti")
 
 
 def _clash_with_loaded(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame, clinic: str,
@@ -386,11 +512,20 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, record: dict, result: BatchRes
          record["flow_run_id"]],
     )
     if summary:
-        con.executemany(
-            "INSERT INTO validation_result VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[result.batch_id, s["rule"], s["expectation_type"], s["column_name"], s["success"],
-              s["element_count"], s["unexpected_count"], validated_at] for s in summary],
-        )
+        # one statement for all rules (executemany runs one INSERT per row)
+        _insert_frame(con, "validation_result", pl.DataFrame(
+            {"batch_id": [result.batch_id] * len(summary),
+             "rule": [s["rule"] for s in summary],
+             "expectation_type": [s["expectation_type"] for s in summary],
+             "column_name": [s["column_name"] for s in summary],
+             "success": [bool(s["success"]) for s in summary],
+             "element_count": [s["element_count"] for s in summary],
+             "unexpected_count": [s["unexpected_count"] for s in summary],
+             "validated_at": [validated_at] * len(summary)},
+            schema={"batch_id": pl.Int64, "rule": pl.String, "expectation_type": pl.String,
+                    "column_name": pl.String, "success": pl.Boolean,
+                    "element_count": pl.Int64, "unexpected_count": pl.Int64,
+                    "validated_at": pl.Datetime("us", "UTC")}))
 
 
 def _write_validation_report(settings: Settings, result: BatchResult, clinic_id: str) -> None:
@@ -399,18 +534,7 @@ def _write_validation_report(settings: Settings, result: BatchResult, clinic_id:
                        result.report or {}, result.summary())
 
 
-@task(name="load-file", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=lambda task, run, state: _is_transient(state))
-def load_file(path: str, clinic_id: str | None, trigger: str, as_of: str | None = None) -> dict:
-    settings = get_settings()
-    ctx = get_run_context()
-    flow_run_id = str(ctx.task_run.flow_run_id) if getattr(ctx, "task_run", None) else None
-    result = process_file(
-        Path(path), settings=settings, contracts=load_clinic_contracts(settings),
-        instruments=load_instruments(settings), key=load_key(settings), clinic_hint=clinic_id,
-        trigger=trigger, flow_run_id=flow_run_id,
-        as_of=dt.date.fromisoformat(as_of) if as_of else None,
-    )
+def _log_result(result: BatchResult) -> None:
     logger = get_run_logger()
     level = logging.WARNING if result.status == "failed" else logging.INFO
     logger.log(level, "%s: %s (received %d, loaded %d, quarantined %d, duplicate %d)%s",
@@ -419,7 +543,38 @@ def load_file(path: str, clinic_id: str | None, trigger: str, as_of: str | None 
                f": {result.reason}" if result.reason else "")
     if progress_hook:
         progress_hook(result)
-    return result.summary()
+
+
+def _load_paths(paths: list[str], clinic_id: str | None, trigger: str,
+                as_of: str | None) -> list[dict]:
+    settings = get_settings()
+    ctx = get_run_context()
+    flow_run_id = str(ctx.task_run.flow_run_id) if getattr(ctx, "task_run", None) else None
+    results = process_files(
+        [Path(p) for p in paths], settings=settings, contracts=load_clinic_contracts(settings),
+        instruments=load_instruments(settings), key=load_key(settings), clinic_hint=clinic_id,
+        trigger=trigger, flow_run_id=flow_run_id,
+        as_of=dt.date.fromisoformat(as_of) if as_of else None, on_result=_log_result,
+    )
+    return [r.summary() for r in results]
+
+
+@task(name="load-file", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=lambda task, run, state: _is_transient(state))
+def load_file(path: str, clinic_id: str | None, trigger: str, as_of: str | None = None) -> dict:
+    """One file as its own task run (see :func:`load_files` for many)."""
+    return _load_paths([path], clinic_id, trigger, as_of)[0]
+
+
+@task(name="load-files", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=lambda task, run, state: _is_transient(state))
+def load_files(paths: list[str], clinic_id: str | None, trigger: str,
+               as_of: str | None = None) -> list[dict]:
+    """A chunk of files: validated together, each loaded as its own batch (in order).
+
+    A retry re-runs the chunk: files it already committed come back ``duplicate_file``.
+    """
+    return _load_paths(paths, clinic_id, trigger, as_of)
 
 
 def _is_transient(state) -> bool:
@@ -441,9 +596,13 @@ def ingest(
 
     ``as_of`` (YYYY-MM-DD, default today) is the date a session may not be after.
     """
-    results = []
-    for p in paths:
-        results.append(load_file(p, clinic_id, trigger, as_of))
-        # --- events (flows/events.py): a finished batch may make the marts stale ---
-        emit_batch_finished(results[-1], trigger)
+    results: list[dict] = []
+    # One task run per chunk of files (a task run per file costs more than a small file's
+    # load); process_files validates each chunk in few GX runs and logs every file.
+    for start in range(0, len(paths), FLOW_CHUNK_FILES):
+        for summary in load_files(paths[start:start + FLOW_CHUNK_FILES], clinic_id, trigger,
+                                  as_of):
+            results.append(summary)
+            # --- events (flows/events.py): a finished batch may make the marts stale ---
+            emit_batch_finished(results[-1], trigger)
     return results

@@ -124,7 +124,7 @@ def build_rule_specs(
                         expectation_type=rule["expectation"],
                         kwargs=kwargs,
                         reason=_partial_format(reason, {**ctx, "column": column}),
-                        column=column,
+                        column=rule.get("report_column") or column,
                         instrument=inst.code if inst is not None else None,
                         only_where_present=where,
                         label=_partial_format(rule["label"], ctx) if rule.get("label") else None,
@@ -154,7 +154,8 @@ def _partial_format(template: str, values: dict[str, Any]) -> str:
 
 
 class ContractValidator:
-    """One GX context per process; one suite per (contract, as_of), built on first use."""
+    """One GX context per process; one suite per distinct set of expectations (with the
+    contract values kept in columns, one for every clinic), built on first use."""
 
     def __init__(self) -> None:
         import great_expectations as gx  # slow import: only when validation is needed
@@ -172,7 +173,8 @@ class ContractValidator:
         self._batch_definition = self._asset.add_batch_definition_whole_dataframe("batch")
         self._definitions: dict[str, tuple[Any, list[RuleSpec]]] = {}
 
-    def _definition(self, specs: list[RuleSpec]) -> Any:
+    def _definition(self, specs: list[RuleSpec]) -> str:
+        """The key of the GX validation definition for these expectations (made once)."""
         gx = self._gx
         key = hashlib.sha256(
             json.dumps([(s.rule, s.expectation_type, s.kwargs) for s in specs], default=str,
@@ -190,7 +192,7 @@ class ContractValidator:
                                         suite=suite)
             )
             self._definitions[key] = (vd, specs)
-        return self._definitions[key]
+        return key
 
     def validate(
         self,
@@ -200,47 +202,183 @@ class ContractValidator:
         as_of: dt.date,
         rules_path: Path,
     ) -> ValidationOutcome:
-        specs = build_rule_specs(load_rules(rules_path), contract, instruments, as_of)
+        """Validate one file's staged rows (see :meth:`validate_many`)."""
+        return self.validate_many([(staged, contract)], instruments, as_of, rules_path)[0]
+
+    def validate_many(
+        self,
+        batches: list[tuple[pl.DataFrame, ClinicContract]],
+        instruments: dict[str, Instrument],
+        as_of: dt.date,
+        rules_path: Path,
+    ) -> list[ValidationOutcome]:
+        """Validate many files' staged rows in as few GX runs as the suites allow.
+
+        Each frame's ``row_id`` must be unique across ``batches`` (the caller numbers rows
+        globally). Files whose suites are equal (the rules keep contract values out of the
+        expectations' arguments, so usually all of them) are concatenated and validated in
+        one GX run; the result is split back into one outcome per file, with per-file
+        counts, failures and reasons, as if each file had been validated alone.
+        """
+        rules = load_rules(rules_path)
+        groups: dict[str, list[int]] = {}
+        plans: list[tuple[Any, list[RuleSpec]]] = []
         with self._lock:
-            vd, specs = self._definition(specs)
-            frame = _to_pandas(staged)
-            result = vd.run(
-                batch_parameters={"dataframe": frame},
-                result_format={"result_format": "COMPLETE",
-                               "unexpected_index_column_names": [ROW_ID]},
-            )
-        by_rule = {s.rule: s for s in specs}
-        failures: list[dict[str, Any]] = []
-        summary: list[dict[str, Any]] = []
-        for res in result.results:
-            rule = res.expectation_config.meta["rule"]
-            spec = by_rule[rule]
-            error = _raised(res.exception_info)
-            if error:
-                raise RuntimeError(f"data contract rule {rule} could not run: {error}")
-            rows = [int(r[ROW_ID]) for r in res.result.get("unexpected_index_list") or []]
-            summary.append({
-                "rule": _base_rule(rule),
-                "expectation_type": spec.expectation_type,
-                "column_name": spec.column or spec.kwargs.get("column_A"),
-                "success": bool(res.success),
-                "element_count": res.result.get("element_count"),
-                "unexpected_count": len(rows),
-            })
-            failures.extend({ROW_ID: r, "rule": spec.label or _base_rule(rule),
-                             "column_name": spec.column or spec.kwargs.get("column_A"),
-                             "template": spec.reason} for r in rows)
-        failed = pl.DataFrame(
-            failures,
-            schema={ROW_ID: pl.Int64, "rule": pl.String, "column_name": pl.String,
-                    "template": pl.String},
-        )
-        return ValidationOutcome(
-            success=bool(result.success),
-            failures=_render_reasons(failed, staged),
-            summary=summary,
-            result_json=_compact(result.to_json_dict()),
-        )
+            for i, (_, contract) in enumerate(batches):
+                specs = build_rule_specs(rules, contract, instruments, as_of)
+                key = self._definition(specs)
+                plans.append((key, specs))
+                groups.setdefault(key, []).append(i)
+        outcomes: list[ValidationOutcome | None] = [None] * len(batches)
+        for key, members in groups.items():
+            vd, suite_specs = self._definitions[key]
+            frames = [add_contract_values(batches[i][0], batches[i][1], as_of, file_key=i)
+                      for i in members]
+            with self._lock:
+                cols = _suite_columns(suite_specs)
+                frame = _to_pandas(_slim(pl.concat([f.select(cols) for f in frames],
+                                                   how="vertical_relaxed"), suite_specs))
+                result = vd.run(
+                    batch_parameters={"dataframe": frame},
+                    result_format={"result_format": "COMPLETE",
+                                   "unexpected_index_column_names": [ROW_ID]},
+                )
+                del frame
+            report = _compact(result.to_json_dict())
+            hits: list[tuple[int, str]] = []
+            for res in result.results:
+                rule = res.expectation_config.meta["rule"]
+                error = _raised(res.exception_info)
+                if error:
+                    raise RuntimeError(f"data contract rule {rule} could not run: {error}")
+                hits.extend((int(r[ROW_ID]), rule)
+                            for r in res.result.get("unexpected_index_list") or [])
+            hit_frame = pl.DataFrame(hits, schema={ROW_ID: pl.Int64, "_rule": pl.String},
+                                     orient="row")
+            for i, staged in zip(members, frames, strict=True):
+                mine = hit_frame.join(staged.select(ROW_ID), on=ROW_ID, how="semi")
+                outcomes[i] = _outcome(mine, plans[i][1], batches[i][0], report)
+        return [o for o in outcomes if o is not None]
+
+
+def _suite_columns(specs: list[RuleSpec]) -> list[str]:
+    """The columns the suite reads, and the row id: all that GX needs to see."""
+    cols = [ROW_ID]
+    for spec in specs:
+        kw = spec.kwargs
+        for c in [kw.get("column"), kw.get("column_A"), kw.get("column_B"),
+                  *(kw.get("column_list") or [])]:
+            if c is not None and c not in cols:
+                cols.append(c)
+    return cols
+
+
+_NULL_CHECKS = {"expect_column_values_to_be_null", "expect_column_values_to_not_be_null"}
+
+
+def _slim(frame: pl.DataFrame, specs: list[RuleSpec]) -> pl.DataFrame:
+    """Text columns as GX needs them: a text column the suite only null-checks becomes a
+    float marker (1.0 or null), one it also only compares for equality in a compound key
+    becomes its category code (null stays null). pandas then holds 8 bytes a row instead of
+    a Python string, and GX's checks run on floats. Values never reach the report (it keeps
+    counts only), and reasons are rendered from the staged rows."""
+    uses: dict[str, set[str]] = {}
+    for spec in specs:
+        kw = spec.kwargs
+        if spec.expectation_type in _NULL_CHECKS and "column" in kw:
+            uses.setdefault(kw["column"], set()).add("null")
+            continue
+        if spec.expectation_type == "expect_compound_columns_to_be_unique":
+            for c in kw.get("column_list") or []:
+                uses.setdefault(c, set()).add("key")
+            continue
+        for c in (kw.get("column"), kw.get("column_A"), kw.get("column_B")):
+            if c is not None:
+                uses.setdefault(c, set()).add("other")
+    casts = []
+    for name, dtype in frame.schema.items():
+        how = uses.get(name, set())
+        if dtype != pl.String or not how or "other" in how:
+            continue
+        if how == {"null"}:
+            casts.append(pl.when(pl.col(name).is_null()).then(pl.lit(None, pl.Float64))
+                         .otherwise(pl.lit(1.0)).alias(name))
+        else:
+            casts.append(pl.col(name).cast(pl.Categorical).to_physical().cast(pl.Float64))
+    return frame.with_columns(casts) if casts else frame
+
+
+def add_contract_values(staged: pl.DataFrame, contract: ClinicContract, as_of: dt.date,
+                        file_key: int = 0) -> pl.DataFrame:
+    """The contract's values as columns, so one suite serves every clinic and file."""
+    return staged.with_columns(
+        file_key=pl.lit(file_key, pl.Int64),
+        contract_clinic_id=pl.lit(contract.clinic_id, pl.String),
+        clinic_matches_contract=pl.col("clinic_id") == contract.clinic_id,
+        on_roster=pl.col("therapist_id").is_in(sorted(contract.therapists)),
+        instrument_in_contract=pl.col("instrument").is_in(sorted(contract.instruments)),
+        started_on=pl.lit(contract.started_on, pl.Date),
+        as_of=pl.lit(as_of, pl.Date),
+    )
+
+
+def _outcome(hits: pl.DataFrame, specs: list[RuleSpec], staged: pl.DataFrame,
+             report: dict[str, Any]) -> ValidationOutcome:
+    """One file's outcome from its failing (row id, rule) pairs of a shared GX run."""
+    by_rule = {s.rule: s for s in specs}
+    counts = dict(hits.group_by("_rule").len().iter_rows()) if hits.height else {}
+    n = staged.height
+    summary = []
+    for spec in specs:
+        bad = counts.get(spec.rule, 0)
+        summary.append({
+            "rule": _base_rule(spec.rule),
+            "expectation_type": spec.expectation_type,
+            "column_name": spec.column or spec.kwargs.get("column_A"),
+            "success": bad == 0,
+            "element_count": n,
+            "unexpected_count": bad,
+        })
+    spec_rows = pl.DataFrame(
+        [(s.rule, s.label or _base_rule(s.rule), s.column or s.kwargs.get("column_A"), s.reason)
+         for s in specs],
+        schema={"_rule": pl.String, "rule": pl.String, "column_name": pl.String,
+                "template": pl.String}, orient="row")
+    failed = hits.join(spec_rows, on="_rule", how="left").select(
+        ROW_ID, "rule", "column_name", "template")
+    return ValidationOutcome(
+        success=all(s["success"] for s in summary),
+        failures=_render_reasons(failed, staged),
+        summary=summary,
+        result_json=_file_report(report, {s.rule: counts.get(s.rule, 0) for s in by_rule.values()},
+                                 n),
+    )
+
+
+def _file_report(report: dict[str, Any], bad: dict[str, int], n: int) -> dict[str, Any]:
+    """The shared GX result with one file's counts: what that file's own run would say."""
+    out = {k: v for k, v in report.items() if k != "results"}
+    results = []
+    for res in report.get("results", []):
+        r = dict(res)
+        rule = ((r.get("expectation_config") or {}).get("meta") or {}).get("rule")
+        count = bad.get(rule, 0)
+        sub = {k: v for k, v in (r.get("result") or {}).items()
+               if k not in ("missing_count", "missing_percent", "unexpected_percent_total",
+                            "unexpected_percent_nonmissing")}
+        sub.update(element_count=n, unexpected_count=count,
+                   unexpected_percent=(100.0 * count / n) if n else None)
+        r["result"], r["success"] = sub, count == 0
+        results.append(r)
+    out["results"] = results
+    ok = sum(1 for r in results if r["success"])
+    out["success"] = ok == len(results)
+    stats = dict(out.get("statistics") or {})
+    stats.update(evaluated_expectations=len(results), successful_expectations=ok,
+                 unsuccessful_expectations=len(results) - ok,
+                 success_percent=(100.0 * ok / len(results)) if results else None)
+    out["statistics"] = stats
+    return out
 
 
 def _to_pandas(staged: pl.DataFrame) -> Any:

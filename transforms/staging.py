@@ -85,9 +85,11 @@ def stage_rows(raw: pl.DataFrame, date_format: str) -> pl.DataFrame:
     return trimmed.with_row_index(ROW_ID).with_columns(
         pl.col(ROW_ID).cast(pl.Int64),
         kind=pl.when(is_total).then(pl.lit("total")).otherwise(pl.lit("item")),
-        session_date_parsed=pl.col("session_date").str.strptime(
-            pl.Date, format=date_format, strict=False, exact=True
-        ),
+        # A date outside 1900-2199 (e.g. 0000-05-28) is no session date: null, so the
+        # contract quarantines it (and nothing downstream overflows a nanosecond timestamp).
+        session_date_parsed=pl.col("session_date")
+        .str.strptime(pl.Date, format=date_format, strict=False, exact=True)
+        .pipe(lambda d: pl.when(d.dt.year().is_between(1900, 2199)).then(d)),
         session_number_int=pl.when(session_number >= 1).then(session_number),
         item_int=pl.when(is_total.fill_null(False)).then(None).otherwise(
             pl.col("item").cast(pl.Int16, strict=False)
@@ -174,8 +176,10 @@ def split_exact_duplicates(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataF
     compare = [c for c in staged.columns if c not in _LINEAGE]
     marked = staged.with_columns(
         _is_dup=~pl.struct(compare).is_first_distinct()
-        if pl.Series(staged[ROW_ID]).is_sorted() else pl.col(ROW_ID) != pl.col(ROW_ID).min()
+        if staged[ROW_ID].is_sorted() else pl.col(ROW_ID) != pl.col(ROW_ID).min()
         .over(compare, order_by=None))
+    if not marked["_is_dup"].any():  # the usual case: no copy of the rows
+        return staged, staged.clear()
     return (
         marked.filter(~pl.col("_is_dup")).drop("_is_dup"),
         marked.filter(pl.col("_is_dup")).drop("_is_dup"),

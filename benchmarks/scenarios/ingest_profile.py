@@ -4,8 +4,9 @@
     python -m benchmarks.scenarios.ingest_profile backfill [--code DIR ...] [--limit N]
 
 ``single`` ingests ``benchmarks/.data/reference/canonical/canonical.csv`` (1 M
-administrations, 4.5 M item rows); ``backfill`` the daily files of
-``benchmarks/.data/reference/backfill/inbox/`` (all four formats), or the first
+administrations, 4.5 M item rows; or the canonical CSVs given with ``--input``);
+``backfill`` the daily files of ``benchmarks/.data/reference/backfill/inbox/`` (all four
+formats), or the first
 ``--limit`` of them spread over the clinics. Each step runs in its own child process
 and is reported with wall time, ``user+sys`` CPU time (``getrusage`` of the children)
 and the child's peak RSS:
@@ -38,7 +39,7 @@ AS_OF = "2026-06-30"
 
 _DUCKDB = """
 import duckdb, json, sys
-files = json.loads(sys.argv[1])
+files = json.loads(open(sys.argv[1]).read())
 con = duckdb.connect(sys.argv[2])
 con.execute("CREATE TABLE t AS SELECT * FROM read_csv($1, union_by_name=true)", [files])
 import resource
@@ -55,7 +56,7 @@ import flows.ingest as ingest
 from tandem.contracts import load_clinic_contracts, load_instruments
 from tandem.pseudonym import load_key
 from tandem.settings import get_settings
-paths = [Path(p) for p in json.loads(sys.argv[1])]
+paths = [Path(p) for p in json.loads(Path(sys.argv[1]).read_text())]
 as_of = dt.date.fromisoformat(sys.argv[2])
 settings = get_settings()
 settings.ensure_dirs()
@@ -103,11 +104,12 @@ def _run(label: str, cmd: list[str], env: dict[str, str], cwd: str | None = None
     return out
 
 
-def _inputs(kind: str, limit: int | None) -> tuple[list[Path], list[Path], Path]:
+def _inputs(kind: str, limit: int | None,
+            given: list[str] | None = None) -> tuple[list[Path], list[Path], Path]:
     """(files Tandem ingests, CSV files DuckDB reads, folder of clinic contracts)."""
     if kind == "single":
-        f = DATA / "canonical" / "canonical.csv"
-        return [f], [f], DATA / "canonical" / "data_contracts" / "clinics"
+        fs = [Path(p) for p in given] if given else [DATA / "canonical" / "canonical.csv"]
+        return fs, fs, DATA / "canonical" / "data_contracts" / "clinics"
     inbox = DATA / "backfill" / "inbox"
     per_clinic = {c.name: sorted(c.iterdir()) for c in sorted(inbox.iterdir())}
     total = sum(len(v) for v in per_clinic.values())
@@ -128,15 +130,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="back-fill: about N files")
     ap.add_argument("--profile", default="", help="cProfile output of the Tandem step")
     ap.add_argument("--skip-duckdb", action="store_true")
+    ap.add_argument("--input", action="append", default=[],
+                    help="single: canonical CSV(s) of the northside clinic instead")
     args = ap.parse_args(argv)
-    files, csvs, contracts = _inputs(args.kind, args.limit)
+    files, csvs, contracts = _inputs(args.kind, args.limit, args.input)
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     base["GX_ANALYTICS_ENABLED"] = "false"
     steps = []
     with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp:
+        # the lists go in files: 2,000 paths overflow a command line
+        csv_list, file_list = Path(tmp) / "csvs.json", Path(tmp) / "files.json"
+        csv_list.write_text(json.dumps([str(p) for p in csvs]))
+        file_list.write_text(json.dumps([str(p) for p in files]))
         if not args.skip_duckdb:
-            steps.append(_run("duckdb", [sys.executable, "-c", _DUCKDB,
-                                         json.dumps([str(p) for p in csvs]),
+            steps.append(_run("duckdb", [sys.executable, "-c", _DUCKDB, str(csv_list),
                                          str(Path(tmp) / "baseline.duckdb")], base))
         for i, code in enumerate(args.code or [str(REPO)]):
             home = Path(tmp) / f"home{i}"
@@ -146,8 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             env = {**base, "TANDEM_HOME": str(home), "PYTHONPATH": code,
                    "TANDEM_PSEUDONYM_KEY": "benchmark-key"}
             steps.append(_run(f"tandem[{code}]", [sys.executable, "-c", _TANDEM,
-                                                   json.dumps([str(p) for p in files]),
-                                                   AS_OF, args.profile], env, cwd=code))
+                                                   str(file_list), AS_OF, args.profile],
+                              env, cwd=code))
             shutil.rmtree(home, ignore_errors=True)
     ref = steps[0] if not args.skip_duckdb else None
     print(f"\n{args.kind}: {len(files)} files ({len(csvs)} CSV for DuckDB)")

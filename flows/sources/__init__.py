@@ -91,3 +91,15 @@ def reader_for(fmt: str) -> Reader:
         return readers[fmt]
     except KeyError as exc:
         raise SourceError(f"no reader for the format {fmt!r} yet") from exc
+
+
+def read_csv_header(text: str, source_name: str) -> list[str]:
+    """The first record of a CSV text as a list of names; a broken header is a SourceError."""
+    import csv
+    import io
+
+    end = text.find("\n")
+    try:
+        return next(csv.reader(io.StringIO(text if end < 0 else text[: end + 1], newline="")))
+    except (csv.Error, StopIteration) as exc:
+        raise SourceError(f"{source_name}: the header line is not readable CSV ({exc})") from exc

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 import polars as pl
 
-from flows.sources import SourceError, decode, require_complete_text
+from flows.sources import SourceError, decode, read_csv_header, require_complete_text
 from tandem.contracts import ClinicContract
 from transforms.staging import CANONICAL_COLUMNS
 
@@ -16,7 +13,14 @@ def read(data: bytes, contract: ClinicContract, source_name: str) -> pl.DataFram
     """Every record as text; ``source_row`` is the record's line number (header = line 1)."""
     text = decode(data, contract.encoding, source_name)
     require_complete_text(text, source_name)
-    header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)))]
+    header = [h.strip().lower() for h in read_csv_header(text, source_name)]
+    # Polars reads UTF-8 bytes: hand it the file's own bytes (less its BOM) when they are
+    # UTF-8, rather than copies of the decoded text.
+    if contract.encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        payload = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    else:
+        payload = text.encode("utf-8")
+    del text
     missing = [c for c in CANONICAL_COLUMNS if c not in header]
     if missing:
         extra = [h for h in header if h not in CANONICAL_COLUMNS]
@@ -27,7 +31,7 @@ def read(data: bytes, contract: ClinicContract, source_name: str) -> pl.DataFram
         )
     try:
         frame = pl.read_csv(
-            io.StringIO(text),
+            payload,
             has_header=True,
             infer_schema=False,  # every column as text: nothing is lost to a failed cast
             new_columns=header,

@@ -135,15 +135,16 @@ def _resources(text: str, source_name: str) -> list[tuple[int, dict]]:
             if line.strip():
                 out.append((n, json.loads(line)))
         return out
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurd nesting
         bad_line = n
         first_error = exc
     try:  # a pretty-printed single resource or Bundle (files written by hand or by tests)
         doc = json.loads(stripped)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         where = "the last line" if bad_line == len(lines) else f"line {bad_line}"
+        why = getattr(first_error, "msg", "nested too deeply")
         raise SourceError(
-            f"{source_name}: {where} is not a complete JSON resource ({first_error.msg}); "
+            f"{source_name}: {where} is not a complete JSON resource ({why}); "
             f"the export looks truncated or corrupt, ask the clinic to send it again"
         ) from first_error
     if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":

@@ -11,12 +11,11 @@ unfilled form is not a row, while a blank item of a filled form is a missing ans
 
 from __future__ import annotations
 
-import csv
 import io
 
 import polars as pl
 
-from flows.sources import SourceError, decode, require_complete_text
+from flows.sources import SourceError, decode, read_csv_header, require_complete_text
 from tandem.contracts import ClinicContract
 from transforms.staging import CANONICAL_COLUMNS
 
@@ -32,7 +31,7 @@ def read(data: bytes, contract: ClinicContract, source_name: str) -> pl.DataFram
     mp = contract.mapping
     text = decode(data, contract.encoding, source_name)
     require_complete_text(text, source_name)
-    header = [h.strip() for h in next(csv.reader(io.StringIO(text)))]
+    header = [h.strip() for h in read_csv_header(text, source_name)]
     instruments = {code: mp["instruments"][code] for code in contract.instruments
                    if code in mp.get("instruments", {})}
     needed = [mp["record_id"], mp["session_number"], mp["session_date"], mp["therapist_id"]]
