@@ -61,7 +61,9 @@ for c in sorted(contracts_src.glob("*.yaml")):
 contracts, instruments = load_clinic_contracts(settings), load_instruments(settings)
 key = load_key(settings)
 import duckdb
+from tandem import warehouse
 con = duckdb.connect(str(settings.warehouse_path))
+warehouse.init_schema(con)  # a fresh home has no tables until the first load
 before = con.execute("SELECT coalesce(max(batch_id), 0) FROM batch").fetchall()[0][0]
 con.close()
 for p, clinic in files:
