@@ -12,7 +12,10 @@ import pytest
 from tandem.contracts import ReliableChange
 from transforms.reliable_change import classify_reliable_change, rc_index, s_diff
 
-REFERENCE = Path("/work/shared/reference-data")
+# shared/ lies beside the clone (CI); /work/shared on a developer's machine.
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference-data"
+if not REFERENCE.exists():
+    REFERENCE = Path("/work/shared/reference-data")
 
 
 def classify(instruments, instrument, first, last):
