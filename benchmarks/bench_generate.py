@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.harness import tree_rss_kib
+
 SIZES = {
     "small": {"scale": 1.0},  # the default demo set
     "reference": {"scale": 30.0},  # about 330,000 administrations
@@ -35,31 +37,6 @@ r = generate(GenerateOptions(out=Path(sys.argv[1]), seed=int(sys.argv[2]),
                              scale=float(sys.argv[3]), workers=int(sys.argv[4])))
 print(r.administrations, r.files, r.faults)
 """
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return out
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def _dir_bytes(path: Path) -> int:
@@ -77,7 +54,7 @@ def run(size: str, workers: int, seed: int, keep: Path | None) -> dict:
         stdout=subprocess.PIPE, text=True)
     peak_tree = 0
     while proc.poll() is None:
-        peak_tree = max(peak_tree, sum(_rss_kib(p) for p in _tree(proc.pid)))
+        peak_tree = max(peak_tree, tree_rss_kib(proc.pid))
         time.sleep(0.1)
     stdout = proc.stdout.read() if proc.stdout else ""
     seconds = time.perf_counter() - start

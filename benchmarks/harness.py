@@ -84,6 +84,11 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def tree_rss_kib(pid: int) -> int:
+    """The summed resident set (KiB) of a process and all its descendants, right now."""
+    return sum(_rss_kib(p) for p in _tree(pid))
+
+
 def _rss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -126,7 +131,7 @@ def run_step(
     def sample() -> None:
         nonlocal peak_tree
         while not done.is_set():
-            peak_tree = max(peak_tree, sum(_rss_kib(p) for p in _tree(proc.pid)))
+            peak_tree = max(peak_tree, tree_rss_kib(proc.pid))
             if timeout is not None and time.perf_counter() - start > timeout:
                 timed_out.set()
                 with contextlib.suppress(ProcessLookupError):

@@ -24,6 +24,7 @@ from flows.events import emit_batch_finished
 from flows.sources import SourceError, reader_for, split_notes
 from tandem import warehouse
 from tandem.contracts import ClinicContract, Instrument, load_clinic_contracts, load_instruments
+from tandem.faults import fault_point
 from tandem.files import Received, keep_copy, receive, version_key
 from tandem.pseudonym import check_key, load_key, pseudonym_map
 from tandem.settings import Settings, get_settings
@@ -427,9 +428,11 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
     result.status = "loaded"
 
     _insert_frame(con, "response", to_response_rows(to_load, result.batch_id))
+    fault_point("after_insert_response")
     _insert_frame(con, "reported_total", to_reported_total_rows(to_load, result.batch_id))
     _insert_frame(con, "quarantine", quarantine)
     _insert_batch(con, record, result, outcome.summary, now, None, replaces)
+    fault_point("after_insert_batch")
     result.report = outcome.result_json
     return result
 

@@ -7,8 +7,7 @@ Faults armed for the last file only: ``TANDEM_TEST_FAULT`` becomes ``TANDEM_FAUL
 (see tandem/faults.py: kill, sleep or raise at the named point); ``TANDEM_TEST_FSIZE``
 limits the size of any file the process writes (a full disk: writes fail with EFBIG).
 
-Until flows/ingest.py and tandem/warehouse.py call ``fault_point`` themselves, the points
-are wired in here by wrapping the functions the ingest calls at those moments.
+The fault points are called by flows/ingest.py and tandem/warehouse.py themselves.
 """
 
 from __future__ import annotations
@@ -19,54 +18,8 @@ import resource
 import signal
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-
-
-def wire_fault_points() -> None:
-    import flows.ingest as ingest
-    from tandem import warehouse
-    from tandem.faults import fault_point
-
-    original_writer = warehouse.writer
-
-    @contextmanager
-    def writer(settings=None, timeout: float = 3600):
-        with original_writer(settings, timeout) as con:
-            fault_point("after_lock")
-            yield con
-
-    @contextmanager
-    def transaction(con):
-        con.execute("BEGIN TRANSACTION")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        else:
-            fault_point("before_commit")
-            con.execute("COMMIT")
-            fault_point("after_commit")
-
-    original_insert_frame = getattr(ingest, "_insert_frame", None)
-    original_insert_batch = ingest._insert_batch
-
-    def insert_frame(con, table, frame):
-        original_insert_frame(con, table, frame)
-        if table == "response":
-            fault_point("after_insert_response")
-
-    def insert_batch(*args, **kwargs):
-        original_insert_batch(*args, **kwargs)
-        fault_point("after_insert_batch")
-
-    warehouse.writer = writer
-    warehouse.transaction = transaction
-    if original_insert_frame is not None:
-        ingest._insert_frame = insert_frame
-    ingest._insert_batch = insert_batch
 
 
 def main(argv: list[str]) -> int:
@@ -77,7 +30,6 @@ def main(argv: list[str]) -> int:
     from tandem.validation import get_validator
     from tests.reliability.helpers import AS_OF
 
-    wire_fault_points()
     settings = get_settings()
     contracts, instruments = load_clinic_contracts(settings), load_instruments(settings)
     key = load_key(settings)
