@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 _VERSION = re.compile(
@@ -53,8 +54,11 @@ def keep_copy(received: Received, directory: Path) -> Path:
     return target
 
 
+@lru_cache(maxsize=65536)
 def version_key(source_name: str) -> tuple[str, int]:
-    """(series, version): files of one series replace each other, higher version wins."""
+    """(series, version): files of one series replace each other, higher version wins.
+
+    Cached: every load compares its name with each loaded file of its clinic."""
     name = Path(source_name).name
     stem, dot, ext = name.partition(".")
     m = _VERSION.match(stem)

@@ -9,9 +9,11 @@ Each failing row comes back with its rule and a readable reason for the quaranti
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import string
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -244,7 +246,6 @@ class ContractValidator:
                                    "unexpected_index_column_names": [ROW_ID]},
                 )
                 del frame
-            report = _compact(result.to_json_dict())
             hits: list[tuple[int, str]] = []
             for res in result.results:
                 rule = res.expectation_config.meta["rule"]
@@ -253,6 +254,8 @@ class ContractValidator:
                     raise RuntimeError(f"data contract rule {rule} could not run: {error}")
                 hits.extend((int(r[ROW_ID]), rule)
                             for r in res.result.get("unexpected_index_list") or [])
+                _compact_result(res.result)  # before serialising: a list per failing row
+            report = _compact(result.to_json_dict())
             hit_frame = pl.DataFrame(hits, schema={ROW_ID: pl.Int64, "_rule": pl.String},
                                      orient="row")
             for i, staged in zip(members, frames, strict=True):
@@ -410,7 +413,11 @@ def _render_reasons(failed: pl.DataFrame, staged: pl.DataFrame) -> pl.DataFrame:
     """Fill each failure's reason (and rule label) with the failing row's values."""
     if failed.is_empty():
         return failed.drop("template").with_columns(reason=pl.lit(None, pl.String))
-    wanted = [c for c in staged.columns if c != "client_key"]
+    # Only the columns the templates name: a file whose every row fails renders millions.
+    named = {f for t in (*failed["template"].unique(), *failed["rule"].unique())
+             for _, f, _, _ in string.Formatter().parse(t or "") if f}
+    wanted = [ROW_ID, *(c for c in staged.columns
+                        if c in named and c not in (ROW_ID, "client_key"))]
     rows = failed.join(staged.select(wanted), on=ROW_ID, how="left")
     reasons, rules = [], []
     for rec in rows.iter_rows(named=True):  # failures only: few rows
@@ -421,14 +428,22 @@ def _render_reasons(failed: pl.DataFrame, staged: pl.DataFrame) -> pl.DataFrame:
         reason=pl.Series(reasons, dtype=pl.String), rule=pl.Series(rules, dtype=pl.String))
 
 
+_ROW_LISTS = ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
+              "partial_unexpected_index_list", "partial_unexpected_counts",
+              "unexpected_index_query")
+
+
+def _compact_result(r: dict[str, Any] | None) -> None:
+    """Drop one expectation result's per-row lists (a file whose every row fails would
+    otherwise serialise millions of entries into its report)."""
+    for key in _ROW_LISTS:
+        (r or {}).pop(key, None)
+
+
 def _compact(result: dict[str, Any]) -> dict[str, Any]:
     """Keep the report small: row numbers of failures are in the quarantine table already."""
     for res in result.get("results", []):
-        r = res.get("result") or {}
-        for key in ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
-                    "partial_unexpected_index_list", "partial_unexpected_counts",
-                    "unexpected_index_query"):
-            r.pop(key, None)
+        _compact_result(res.get("result"))
     return result
 
 
@@ -472,6 +487,23 @@ def get_validator() -> ContractValidator:
         if _VALIDATOR is None:
             _VALIDATOR = ContractValidator()
         return _VALIDATOR
+
+
+def warm_up_validator() -> None:
+    """Build the validator in a background thread, if nobody has yet.
+
+    Importing GX and making its context takes seconds of mostly Python and file reads;
+    the ingest starts this before reading its first files, whose Polars work runs
+    outside the GIL, so the two overlap on a multi-core machine. An error here is left
+    for :func:`get_validator` to raise in the caller's thread."""
+    if _VALIDATOR is not None:
+        return
+
+    def build() -> None:
+        with contextlib.suppress(Exception):
+            get_validator()
+
+    threading.Thread(target=build, name="gx-warm-up", daemon=True).start()
 
 
 # --- The quality team's report: one HTML page per batch, and an index of them ---------
