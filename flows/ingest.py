@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
 from flows.events import emit_batch_finished
+from flows.loaded_answers import LoadedAnswers
 from flows.sources import SourceError, reader_for, split_notes
 from tandem import warehouse
 from tandem.contracts import ClinicContract, Instrument, load_clinic_contracts, load_instruments
@@ -35,7 +36,6 @@ from tandem.validation import (
     write_batch_report,
 )
 from transforms.staging import (
-    ANSWER_KEY,
     ROW_ID,
     UNIT_KEY,
     add_contract_columns,
@@ -304,8 +304,10 @@ def _process_chunk(chunk: list[_Prepared], settings: Settings,
     results = []
     with warehouse.writer(settings) as con:
         check_key(con, key)  # never load under another key than the warehouse's pseudonyms
+        # one look-up of loaded answers for the whole chunk (see flows/loaded_answers.py)
+        known = LoadedAnswers(con, [p.unique for p in todo if p.unique is not None])
         for p in chunk:
-            result = _load_prepared(con, p, trigger, flow_run_id, settings)
+            result = _load_prepared(con, p, trigger, flow_run_id, settings, known)
             # free the file's rows before the next one
             p.unique = p.duplicates = p.outcome = None
             if result.status == "loaded":
@@ -318,7 +320,8 @@ def _process_chunk(chunk: list[_Prepared], settings: Settings,
 
 
 def _load_prepared(con: duckdb.DuckDBPyConnection, p: _Prepared, trigger: str,
-                   flow_run_id: str | None, settings: Settings) -> BatchResult:
+                   flow_run_id: str | None, settings: Settings,
+                   known: LoadedAnswers) -> BatchResult:
     """One prepared file: its batch record, and its rows in one transaction."""
     contract, failure, received = p.contract, p.failure, p.received
     batch_id = con.execute("SELECT nextval('batch_id_seq')").fetchone()[0]
@@ -340,12 +343,12 @@ def _load_prepared(con: duckdb.DuckDBPyConnection, p: _Prepared, trigger: str,
     assert p.outcome is not None
     with warehouse.transaction(con):
         return _load(con, record, base, contract, p.unique, p.duplicates, p.outcome,
-                     received, p.notes)
+                     received, known, p.notes)
 
 
 def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
           contract: ClinicContract, unique: pl.DataFrame, duplicates: pl.DataFrame,
-          outcome: ValidationOutcome, received: Received,
+          outcome: ValidationOutcome, received: Received, known: LoadedAnswers,
           notes: list[str] | None = None) -> BatchResult:
     now = dt.datetime.now(dt.UTC)
     received_rows = unique.height + duplicates.height
@@ -393,7 +396,7 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
 
     # Rows already loaded from other batches: identical ones are duplicates, different
     # ones conflict and are quarantined for a person to resolve.
-    clash = _clash_with_loaded(con, candidates, clinic, replaces)
+    clash = known.clash(candidates, replaces)
     same = clash.filter(pl.col("loaded") == pl.col("score_num"))
     differ = clash.filter(pl.col("loaded") != pl.col("score_num"))
     conflicts = differ.select(
@@ -441,6 +444,7 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
     _insert_frame(con, "quarantine", quarantine)
     _insert_batch(con, record, result, outcome.summary, now, None, replaces)
     fault_point("after_insert_batch")
+    known.loaded(to_load, result.batch_id, replaces)
     result.report = outcome.result_json
     return result
 
@@ -457,41 +461,6 @@ def _without(frame: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
     if ids.is_empty():
         return frame
     return frame.join(ids, on=ROW_ID, how="anti")
-
-
-def _clash_with_loaded(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame, clinic: str,
-                       replaces: int | None) -> pl.DataFrame:
-    """Candidate rows whose answer (or total) is already in the warehouse from another batch."""
-    cand = candidates.select(*ANSWER_KEY, "score_num", ROW_ID)
-    if cand.is_empty():
-        return pl.DataFrame(schema={ROW_ID: pl.Int64, "loaded": pl.Float64,
-                                    "batch_id": pl.Int64, "instrument": pl.String,
-                                    "what": pl.String, "what_value": pl.String,
-                                    "score_num": pl.Float64})
-    con.register("_cand", cand.to_arrow())
-    try:
-        clash = warehouse.query_frame(
-            con,
-            """
-            SELECT c.row_id, r.score AS loaded, r.batch_id, c.instrument,
-                   'item ' || r.item AS what, 'score' AS what_value
-            FROM _cand c JOIN response r
-              ON r.clinic_id = c.clinic_id AND r.client_key = c.client_key
-             AND r.instrument = c.instrument AND r.session_number = c.session_number_int
-             AND r.item = c.item_int
-            WHERE c.kind = 'item' AND r.clinic_id = $1 AND r.batch_id IS DISTINCT FROM $2
-            UNION ALL
-            SELECT c.row_id, t.total, t.batch_id, c.instrument, 'total', 'total'
-            FROM _cand c JOIN reported_total t
-              ON t.clinic_id = c.clinic_id AND t.client_key = c.client_key
-             AND t.instrument = c.instrument AND t.session_number = c.session_number_int
-            WHERE c.kind = 'total' AND t.clinic_id = $1 AND t.batch_id IS DISTINCT FROM $2
-            """,
-            [clinic, replaces],
-        )
-    finally:
-        con.unregister("_cand")
-    return clash.join(cand.select(ROW_ID, "score_num"), on=ROW_ID)
 
 
 def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

@@ -72,11 +72,14 @@ def check_key(con, key: bytes) -> None:  # noqa: ANN001 - a DuckDB connection
     the key on purpose is a documented re-keying procedure (docs/operations.md).
     """
     fingerprint = key_fingerprint(key)
-    row = con.execute(
+    # fetchall: DuckDB wants every result finished before the next registration
+    rows = con.execute(
         "SELECT value FROM schema_info WHERE key = ?", [FINGERPRINT_KEY]
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if row is None:
-        con.execute("INSERT INTO schema_info VALUES (?, ?)", [FINGERPRINT_KEY, fingerprint])
+        con.execute("INSERT INTO schema_info VALUES (?, ?)",
+                    [FINGERPRINT_KEY, fingerprint]).fetchall()
     elif row[0] != fingerprint:
         raise PseudonymKeyMismatch(
             "the pseudonym key is not the one this warehouse was built with, so the same "
