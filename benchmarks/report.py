@@ -130,6 +130,13 @@ def _memory_target(scenario: str, size: str, steps: list[dict], step: str, limit
 
 
 def _ingest(size: str, steps: list[dict]) -> list[Verdict]:
+    if size == "large":  # the targets at 10 M: completes, and memory
+        return [
+            _ratio_target("ingest", size, steps, SERVED, DUCKDB, 2.0, False,
+                          "(info) the 2x target is set at 1 M"),
+            _memory_target("ingest", size, steps, SERVED, 4096,
+                           "completes; peak memory under 4 GB"),
+        ]
     out = [
         _ratio_target("ingest", size, steps, SERVED, DUCKDB, 2.0, False,
                       "at most 2x DuckDB read_csv"),
@@ -140,9 +147,6 @@ def _ingest(size: str, steps: list[dict]) -> list[Verdict]:
         _ratio_target("ingest", size, steps, DIRECT, DUCKDB, 2.0, False,
                       "(info) Tandem's work alone vs DuckDB"),
     ]
-    if size == "large":
-        out.append(_memory_target("ingest", size, steps, SERVED, 4096,
-                                  "completes; peak memory under 4 GB"))
     return out
 
 
