@@ -37,7 +37,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.aggregate import aggregate
-from flows.events import BATCH_ANY, FILE_RECEIVED, LABEL_CLINIC, LABEL_FILE, LABEL_TRIGGER
+from flows.events import (
+    BATCH_ANY,
+    FILE_RECEIVED,
+    LABEL_CLINIC,
+    LABEL_FILE,
+    LABEL_TRIGGER,
+    MARTS_STALE,
+)
 from flows.ingest import ingest
 from tandem import intake, publish
 from tandem.intake import Landed, orchestration_settings
@@ -272,7 +279,7 @@ def build_deployments() -> list:
             concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE"),
             triggers=[DeploymentEventTrigger(
                 name="tandem batch finished",
-                expect={BATCH_ANY},
+                expect={BATCH_ANY, MARTS_STALE},
                 posture="Reactive",
                 threshold=1,
                 within=dt.timedelta(seconds=cfg.aggregate_window_seconds),

@@ -16,6 +16,9 @@ BATCH_PREFIX = "tandem.batch."  # + status: loaded | failed | duplicate_file | s
 BATCH_LOADED = BATCH_PREFIX + "loaded"
 BATCH_ANY = BATCH_PREFIX + "*"
 MARTS_PUBLISHED = "tandem.marts.published"
+# The warehouse holds batches the published marts lack and no event is coming for them
+# (lost while the Prefect server restarted): sent by the watcher, starts ``aggregate``.
+MARTS_STALE = "tandem.marts.stale"
 
 # Resource labels the deployment triggers read.
 LABEL_CLINIC = "tandem.clinic"
@@ -77,4 +80,13 @@ def emit_marts_published(info: dict) -> bool:
         {"prefect.resource.id": f"tandem.marts.{info.get('version')}"},
         {"version": info.get("version"), "tables": info.get("tables", {}),
          "last_batch_id": info.get("last_batch_id")},
+    )
+
+
+def emit_marts_stale(last_batch_id: int, published_batch_id: int) -> bool:
+    """Batches up to ``last_batch_id`` are in the warehouse, the marts stop earlier."""
+    return _emit(
+        MARTS_STALE,
+        {"prefect.resource.id": f"tandem.warehouse.batch.{last_batch_id}"},
+        {"last_batch_id": last_batch_id, "published_batch_id": published_batch_id},
     )

@@ -52,6 +52,11 @@ class OrchestrationSettings(BaseSettings):
     aggregate_max_wait_seconds: float = 120.0
     # Largest batch the endpoint accepts.
     api_max_bytes: int = 200 * 1024 * 1024
+    # A file still waiting in intake/pending this long after its last event gets the
+    # event again from the watcher (the event was lost: the Prefect server restarted, or
+    # its run crashed and put the file back). Claims are atomic, so an extra event is
+    # harmless; keep it above the ingest window.
+    intake_retry_seconds: float = 120.0
 
 
 def orchestration_settings() -> OrchestrationSettings:
@@ -103,8 +108,20 @@ def _sha256(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+_TOKEN_TIME = "%Y%m%dT%H%M%S%f"
+
+
 def _token(sha256: str) -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + sha256[:12]
+    return dt.datetime.now(dt.UTC).strftime(_TOKEN_TIME) + "-" + sha256[:12]
+
+
+def received_at(landed: Landed) -> float:
+    """When the file was received (from its token), as a Unix time; 0 if unknown."""
+    try:
+        stamp = dt.datetime.strptime(landed.token.split("-", 1)[0], _TOKEN_TIME)
+    except ValueError:
+        return 0.0
+    return stamp.replace(tzinfo=dt.UTC).timestamp()
 
 
 def receive_file(settings: Settings, clinic_id: str, src: Path, trigger: str) -> Landed:
@@ -210,6 +227,27 @@ def claim(settings: Settings, landed: Landed, from_stage: str = "pending") -> La
         return None
     return Landed(landed.clinic_id, landed.token, dst_dir / landed.token / landed.source_name,
                   landed.source_name, landed.sha256, landed.size_bytes, landed.trigger)
+
+
+def release_claims(settings: Settings) -> list[Landed]:
+    """Put every claimed file back in pending: only when no ingest run can be alive.
+
+    ``tandem serve`` calls this before it starts the runner, after an unclean stop (a
+    flow run killed before it could finish or unclaim its files). A file whose batch was
+    already committed then loads as ``duplicate_file``, which changes nothing.
+    """
+    released = []
+    for clinic in clinics_in(settings, "claimed"):
+        for landed in pending(settings, clinic, "claimed"):
+            dst = intake_dir(settings, "pending", clinic)
+            dst.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(intake_dir(settings, "claimed", clinic) / landed.token,
+                          dst / landed.token)
+            except OSError:
+                continue
+            released.append(landed)
+    return released
 
 
 def finish(settings: Settings, landed: Landed) -> Path:

@@ -10,10 +10,14 @@ Four child processes, started in this order and stopped in the reverse one:
 4. the batch endpoint (``python -m tandem.api``).
 
 The watcher and endpoint start only once the deployments and their triggers exist, so
-no event is sent before something listens. Each child runs in its own process group and
-logs to ``TANDEM_HOME/logs/<name>.log``. Ctrl+C or SIGTERM stops them all (a child that
-ignores SIGTERM is killed after a grace period); if one dies, the rest are stopped too and
-the command exits non-zero, for systemd or a container runtime to restart.
+no event is sent before something listens. Before the runner starts, work an earlier
+instance left half-done is put back (:func:`recover_unfinished`): files claimed by a run
+that never finished return to ``intake/pending`` (the watcher then re-sends their events),
+and runs that Prefect still shows as pending or running are marked crashed. Each child
+runs in its own process group and logs to ``TANDEM_HOME/logs/<name>.log``. Ctrl+C or
+SIGTERM stops them all (a child that ignores SIGTERM is killed after a grace period); if
+one dies, the rest are stopped too and the command exits non-zero, for systemd or a
+container runtime to restart.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ import httpx
 from tandem.settings import REPO_ROOT, Settings
 
 EVENT_DEPLOYMENTS = ("on-file-received", "on-batch-finished")
+# (flow, deployment) of everything flows.deployments serves.
+SERVED_DEPLOYMENTS = (("ingest-received", "on-file-received"),
+                      ("aggregate-on-batches", "on-batch-finished"),
+                      ("ingest", "manual"), ("aggregate", "manual"),
+                      ("sweep", "nightly"), ("quality-summary", "daily"))
 
 
 @dataclass
@@ -68,6 +77,14 @@ class Child:
             self.proc.wait(5)
         if self.log:
             self.log.close()
+
+
+def _how(returncode: int) -> str:
+    """' (killed by SIGKILL)' for a negative return code."""
+    try:
+        return f" (killed by {signal.Signals(-returncode).name})" if returncode < 0 else ""
+    except ValueError:
+        return ""
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -139,6 +156,86 @@ def _triggers_ready(api_url: str) -> bool:
     return r.status_code == 200 and len(r.json()) >= len(EVENT_DEPLOYMENTS)
 
 
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def earlier_instance(settings: Settings) -> list[int]:
+    """PIDs of an earlier ``tandem serve`` (or its children) that still run.
+
+    ``run/serve.json`` is removed on every stop ``tandem serve`` sees; it is left only
+    when that process was killed outright, and then its children may live on.
+    """
+    try:
+        info = json.loads(state_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    pids = [info.get("pid"), *(info.get("children") or {}).values()]
+    return [pid for pid in pids if _alive(pid)]
+
+
+def crash_orphaned_runs(api_url: str) -> int:
+    """Mark runs of the served deployments that Prefect shows as pending or running as
+    crashed; called before the runner starts, so no process of theirs exists any more.
+
+    Their files went back to intake/pending and run again. Left as they were, they would
+    show as running for ever, and a running ``aggregate-on-batches`` would hold its
+    deployment's only concurrency slot for ever: the Prefect server keeps slot leases in
+    memory, so after a restart nothing expires them and every later run would wait.
+    Forcing a final state releases the slot.
+    """
+    ids = []
+    for flow_name, name in SERVED_DEPLOYMENTS:
+        r = httpx.get(f"{api_url}/deployments/name/{flow_name}/{name}", timeout=10)
+        if r.status_code == 200:
+            ids.append(r.json()["id"])
+    if not ids:
+        return 0
+    r = httpx.post(f"{api_url}/flow_runs/filter", timeout=10, json={
+        "flow_runs": {"deployment_id": {"any_": ids},
+                      "state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
+        "limit": 200})
+    r.raise_for_status()
+    for run in r.json():
+        httpx.post(f"{api_url}/flow_runs/{run['id']}/set_state", timeout=10, json={
+            "state": {"type": "CRASHED", "name": "Crashed",
+                      "message": "Its process ended with the previous tandem serve (Prefect "
+                                 "server or runner stopped); its files run again."},
+            "force": True}).raise_for_status()
+    return len(r.json())
+
+
+def recover_unfinished(settings: Settings, api_url: str, say: Callable[[str], None],
+                       alive: list[int]) -> None:
+    """Put back what an earlier instance left half-done (before the runner starts);
+    ``alive``: :func:`earlier_instance`, read before this instance wrote its own state."""
+    from tandem import intake
+
+    if alive:
+        say(f"warning: processes of an earlier tandem serve still run (pids "
+            f"{', '.join(map(str, alive))}); their claimed files and runs are left alone")
+        return
+    released = intake.release_claims(settings)
+    if released:
+        say(f"{len(released)} file(s) claimed by a run that did not finish are back in "
+            "intake/pending")
+    try:
+        crashed = crash_orphaned_runs(api_url)
+    except Exception as exc:  # noqa: BLE001 - best effort: never stops the start
+        say(f"warning: could not check for runs left unfinished: {exc}")
+        return
+    if crashed:
+        say(f"{crashed} run(s) left unfinished by the previous instance marked crashed")
+
+
 def state_path(settings: Settings) -> Path:
     """Where a running ``tandem serve`` records its children and URLs (for ops and tests)."""
     return settings.home_dir / "run" / "serve.json"
@@ -160,6 +257,7 @@ def _write_state(settings: Settings, started: list[Child], api_url: str,
 def run(settings: Settings, opts: ServeOptions, say: Callable[[str], None] = print) -> int:
     """Start everything, wait for Ctrl+C / SIGTERM or a child's death, stop everything."""
     settings.ensure_dirs()
+    earlier = earlier_instance(settings)
     logs = settings.home_dir / "logs"
     api_url = (opts.prefect_api_url or f"http://{opts.host}:{opts.prefect_port}/api").rstrip("/")
     ui_url = api_url.removesuffix("/api")
@@ -186,6 +284,10 @@ def run(settings: Settings, opts: ServeOptions, say: Callable[[str], None] = pri
     code = 0
     try:
         for child in children:
+            if child.name == "deployments":
+                _wait(lambda: _server_healthy(api_url), opts.startup_timeout,
+                      "the Prefect server", started)
+                recover_unfinished(settings, api_url, say, earlier)
             if child.name in ("watcher", "api"):
                 _wait(lambda: _triggers_ready(api_url), opts.startup_timeout,
                       "deployments and triggers", started)
@@ -215,8 +317,11 @@ def run(settings: Settings, opts: ServeOptions, say: Callable[[str], None] = pri
         while True:
             for c in started:
                 if not c.alive():
-                    say(f"{c.name} exited with code {c.proc.returncode}; stopping (see "
-                        f"{c.log_path})")
+                    rc = c.proc.returncode
+                    say(f"{c.name} exited with code {rc}{_how(rc)}; stopping the others and "
+                        f"exiting 1 for the service manager to restart Tandem (see "
+                        f"{c.log_path}). Files not loaded yet wait in intake/ and are "
+                        "picked up on the next start.")
                     code = 1
                     raise Stop()
             time.sleep(0.5)

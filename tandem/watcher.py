@@ -7,8 +7,19 @@ rename to ``x.csv``*; and a file must keep the same size and mtime for
 ``TANDEM_INBOX_STABLE_SECONDS`` (copying tools that write in place are caught by this).
 
 A complete file is moved out of the inbox into intake (tandem.intake), then the
-``tandem.file.received`` event is emitted; its deployment trigger starts ``ingest``. If
-the event is lost, the file waits in intake and the nightly sweep loads it.
+``tandem.file.received`` event is emitted; its deployment trigger starts ``ingest``.
+
+Events can be lost: emitted while the Prefect server is down or restarting, or accepted
+by a server killed before its trigger acted. The file then waits in ``intake/pending``,
+and the watcher sends its clinic's event again
+
+* when it starts, and when the Prefect server answers again after an outage;
+* when a file has waited ``TANDEM_INTAKE_RETRY_SECONDS`` since its clinic's last event.
+
+It also sends ``tandem.marts.stale`` (which starts ``aggregate``) at those moments if
+the warehouse holds a batch the published marts lack (the batch's own event was lost).
+An extra event is harmless: claims are atomic, and a current snapshot is not re-published.
+The nightly sweep stays the last safety net.
 
 Run with ``python -m tandem.watcher`` (``tandem serve`` does), with PREFECT_API_URL set.
 """
@@ -25,14 +36,25 @@ from tandem.settings import Settings, get_settings
 
 log = logging.getLogger("tandem.watcher")
 
+# How often the Prefect server is asked whether it answers, and waiting work looked at.
+HEALTH_SECONDS = 2.0
+RECHECK_SECONDS = 5.0
+
 
 class InboxWatcher:
-    """Remembers each candidate's (size, mtime) to tell when it stopped changing."""
+    """Remembers each candidate's (size, mtime) to tell when it stopped changing, and
+    when each clinic's last event was sent (to send it again if its files still wait)."""
 
-    def __init__(self, settings: Settings, stable_seconds: float) -> None:
+    def __init__(self, settings: Settings, stable_seconds: float,
+                 retry_seconds: float = 120.0) -> None:
         self.settings = settings
         self.stable_seconds = stable_seconds
+        self.retry_seconds = retry_seconds
         self._seen: dict[Path, tuple[tuple[int, int], float]] = {}
+        self._last_event: dict[str, float] = {}  # clinic -> Unix time of its last event
+        self._unpublished: int | None = None  # newest batch not in the marts, last look
+        self._server_up: bool | None = None
+        self._next_health = self._next_recheck = self._next_marts = 0.0
 
     def ensure_clinic_folders(self) -> list[str]:
         """An inbox folder for every clinic that has a contract."""
@@ -94,9 +116,154 @@ class InboxWatcher:
             return None
         ok = emit_file_received(clinic, str(landed.path), landed.source_name, landed.sha256,
                                 landed.size_bytes, "inbox")
+        self._last_event[clinic] = time.time()
         log.info("received %s/%s (%d bytes, sha256 %s)%s", clinic, landed.source_name,
                  landed.size_bytes, landed.sha256[:12], "" if ok else "; event NOT emitted")
         return landed
+
+    # --- recovery of lost events ---------------------------------------------------------
+
+    def resend_waiting(self, min_age: float) -> list[str]:
+        """Send ``tandem.file.received`` again for clinics whose files wait in pending.
+
+        A clinic qualifies when its oldest waiting file was received at least ``min_age``
+        seconds ago and no event was sent for it since then. One event per clinic is
+        enough: its ingest run claims every file the clinic has waiting. A clinic with
+        files in ``claimed/`` is skipped: its run is still loading and takes the waiting
+        files next, in arrival order (a run that fails puts its claims back first).
+        """
+        from flows.events import emit_file_received
+
+        now = time.time()
+        sent = []
+        for clinic in intake.clinics_in(self.settings, "pending"):
+            waiting = intake.pending(self.settings, clinic)
+            if not waiting or intake.pending(self.settings, clinic, "claimed"):
+                continue
+            oldest = waiting[0]  # tokens sort by receipt time
+            if (now - intake.received_at(oldest) < min_age
+                    or now - self._last_event.get(clinic, 0.0) < min_age):
+                continue
+            ok = emit_file_received(clinic, str(oldest.path), oldest.source_name,
+                                    oldest.sha256, oldest.size_bytes, oldest.trigger)
+            self._last_event[clinic] = now
+            log.warning("%d file(s) of %s waiting in intake/pending; event sent again%s",
+                        len(waiting), clinic, "" if ok else " (NOT emitted)")
+            sent.append(clinic)
+        return sent
+
+    def check_marts(self, now: bool) -> bool:
+        """Send ``tandem.marts.stale`` if the marts lack a batch of the warehouse.
+
+        With ``now`` (start-up, the server back) at once; otherwise only if the same
+        newest batch was already unpublished at the previous look, so a publish that is
+        merely under way (quiet period, maximum wait) is left to finish.
+        """
+        from flows.events import emit_marts_stale
+
+        state = batches_state(self.settings)
+        if state is None:  # a writer holds the lock: its batch event is still to come
+            return False
+        latest, published = state
+        behind = latest if latest > max(published, 0) else None
+        previous, self._unpublished = self._unpublished, behind
+        if behind is None or (not now and behind != previous):
+            return False
+        ok = emit_marts_stale(latest, published)
+        log.warning("the marts include batch %d, the warehouse has %d; tandem.marts.stale "
+                    "sent%s", published, latest, "" if ok else " (NOT emitted)")
+        return True
+
+    def recover(self) -> None:
+        """Re-send the events of all waiting work (start-up, or the server is back)."""
+        self.resend_waiting(0.0)
+        self.check_marts(now=True)
+        now = time.monotonic()
+        self._next_recheck = now + RECHECK_SECONDS
+        self._next_marts = now + self.retry_seconds
+
+    def start(self) -> None:
+        """At start-up: files left waiting in intake, batches left unpublished."""
+        self._server_up = server_answers()
+        if not self._server_up:
+            log.warning("the Prefect server does not answer yet; events wait in intake")
+        self.recover()
+        self._next_health = time.monotonic() + HEALTH_SECONDS
+
+    def look_after_waiting_work(self) -> None:
+        """Called on every tick: notices the server coming back, retries old waiters."""
+        now = time.monotonic()
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_SECONDS
+            up = server_answers()
+            was_up, self._server_up = self._server_up, up
+            if up and was_up is False:
+                log.warning("the Prefect server answers again; re-sending waiting events")
+                self.recover()
+                return
+            if not up and was_up:
+                log.warning("the Prefect server does not answer; events wait in intake")
+        if not self._server_up or now < self._next_recheck:
+            return
+        self._next_recheck = now + RECHECK_SECONDS
+        self.resend_waiting(self.retry_seconds)
+        if now >= self._next_marts:
+            self._next_marts = now + self.retry_seconds
+            self.check_marts(now=False)
+
+
+def server_answers() -> bool:
+    """True if the Prefect API (PREFECT_API_URL) answers its health check."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return False
+    try:
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def batches_state(settings: Settings, wait: float = 5.0) -> tuple[int, int] | None:
+    """(newest batch in the warehouse, newest in the published marts or -1).
+
+    The warehouse is opened read-only under the writer lock; None if a writer holds the
+    lock longer than ``wait`` or a file cannot be read (the next look tries again).
+    """
+    import duckdb
+    from filelock import FileLock
+    from filelock import Timeout as LockTimeout
+
+    from tandem import publish
+
+    if not settings.warehouse_path.exists():
+        return 0, 0
+    published = -1
+    try:
+        snap = publish.current(settings)
+        if snap is not None:
+            con = duckdb.connect(str(snap.path), read_only=True)
+            try:
+                row = con.execute("SELECT value FROM publish_info "
+                                  "WHERE key = 'last_batch_id'").fetchone()
+            finally:
+                con.close()
+            published = int(row[0]) if row else -1
+        with FileLock(str(settings.lock_path), timeout=wait):
+            con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+            try:
+                latest = int(con.execute("SELECT coalesce(max(batch_id), 0) FROM batch")
+                             .fetchone()[0])
+            finally:
+                con.close()
+    except LockTimeout:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a check; it must never stop the watcher
+        log.warning("could not compare the warehouse with the marts: %s", exc)
+        return None
+    return latest, published
 
 
 def run(settings: Settings | None = None, stop: threading.Event | None = None) -> None:
@@ -106,10 +273,11 @@ def run(settings: Settings | None = None, stop: threading.Event | None = None) -
     settings = settings or get_settings()
     settings.ensure_dirs()
     cfg = intake.orchestration_settings()
-    watcher = InboxWatcher(settings, cfg.inbox_stable_seconds)
+    watcher = InboxWatcher(settings, cfg.inbox_stable_seconds, cfg.intake_retry_seconds)
     clinics = watcher.ensure_clinic_folders()
     log.info("watching %s for %s", settings.inbox_dir, ", ".join(clinics) or "no clinics yet")
     watcher.scan()  # files that arrived while nobody watched
+    watcher.start()  # files left waiting in intake, batches left unpublished
     tick = max(100, int(min(cfg.inbox_stable_seconds, 1.0) * 500))
     last_contracts = 0.0
     for _changes in watchfiles.watch(settings.inbox_dir, debounce=100, step=50,
@@ -119,6 +287,7 @@ def run(settings: Settings | None = None, stop: threading.Event | None = None) -
             watcher.ensure_clinic_folders()
             last_contracts = time.monotonic()
         watcher.scan()
+        watcher.look_after_waiting_work()
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ class Served:
     prefect_api: str
     endpoint: str
     output: list[str]
+    reader: threading.Thread | None = None
 
     @property
     def home(self) -> Path:
@@ -130,16 +131,34 @@ def _kill_group(pid: int, sig: int) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("served")
-    home = root / "home"
+    settings = make_home(root / "home")
+    prefect_port, api_port = free_port(), free_port()
+    env = serve_env(root, settings)
+    srv = start_serve(settings, env, ["--prefect-port", str(prefect_port),
+                                      "--api-port", str(api_port)],
+                      f"http://127.0.0.1:{prefect_port}/api")
+    try:
+        wait_serving(srv, 240)
+        yield srv
+    finally:
+        stop_serve(srv)
+
+
+def make_home(home: Path) -> Settings:
+    """A TANDEM_HOME with contracts for both test clinics."""
     settings = Settings(home=home)
     settings.ensure_dirs()
     clinics = settings.local_contracts_dir / "clinics"
     (clinics / "northside.yaml").write_text(CLINIC_CONTRACT)
     (clinics / "southbank.yaml").write_text(SOUTHBANK_CONTRACT)
-    prefect_port, api_port = free_port(), free_port()
+    return settings
+
+
+def serve_env(root: Path, settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment ``tandem serve`` runs with in these tests (short windows)."""
     env = {
         **os.environ,
-        "TANDEM_HOME": str(home),
+        "TANDEM_HOME": str(settings.home),
         "TANDEM_PSEUDONYM_KEY": "test-only-key",
         "TANDEM_MIN_CELL_SIZE": "1",
         "PREFECT_HOME": str(root / "prefect"),
@@ -150,31 +169,43 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "TANDEM_AGGREGATE_WINDOW_SECONDS": "40",
         "TANDEM_AGGREGATE_QUIET_SECONDS": "2",
         "TANDEM_AGGREGATE_MAX_WAIT_SECONDS": "90",
+        **overrides,
     }
     env.pop("PREFECT_API_URL", None)
-    cmd = [sys.executable, "-m", "tandem.serve_cli", "serve", "--no-ui",
-           "--prefect-port", str(prefect_port), "--api-port", str(api_port)]
+    return env
+
+
+def start_serve(settings: Settings, env: dict[str, str], args: list[str],
+                prefect_api: str) -> Served:
+    """``tandem serve --no-ui ARGS`` in its own session; its output is collected."""
+    api_port = args[args.index("--api-port") + 1]
+    cmd = [sys.executable, "-m", "tandem.serve_cli", "serve", "--no-ui", *args]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []
     reader = threading.Thread(target=lambda: [output.append(line) for line in proc.stdout],
                               daemon=True)
     reader.start()
-    srv = Served(settings, proc, f"http://127.0.0.1:{prefect_port}/api",
-                 f"http://127.0.0.1:{api_port}", output)
+    return Served(settings, proc, prefect_api, f"http://127.0.0.1:{api_port}", output,
+                  reader)
+
+
+def wait_serving(srv: Served, timeout: float) -> None:
+    wait_for(lambda: any("Press Ctrl+C to stop." in line for line in srv.output), timeout,
+             "tandem serve to start", srv)
+
+
+def stop_serve(srv: Served) -> None:
+    """SIGTERM, then SIGKILL; and every child it recorded (each has its own group)."""
+    state = srv.settings.home_dir / "run" / "serve.json"
+    children = json.loads(state.read_text())["children"] if state.exists() else {}
+    _kill_group(srv.proc.pid, signal.SIGTERM)
     try:
-        wait_for(lambda: any("Press Ctrl+C to stop." in line for line in output), 240,
-                 "tandem serve to start", srv)
-        yield srv
-    finally:
-        state = settings.home_dir / "run" / "serve.json"
-        children = json.loads(state.read_text())["children"] if state.exists() else {}
-        _kill_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        for pid in children.values():  # each child has its own process group
-            _kill_group(pid, signal.SIGKILL)
-        reader.join(5)
+        srv.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        _kill_group(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(10)
+    for pid in children.values():  # each child has its own process group
+        _kill_group(pid, signal.SIGKILL)
+    if srv.reader is not None:
+        srv.reader.join(5)
