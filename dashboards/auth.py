@@ -168,19 +168,14 @@ def ensure_demo_users(settings: Settings, clinics: list[str] | None = None) -> d
 
 def _published_clinics(settings: Settings) -> list[str]:
     """Clinic ids in the current snapshot's outcomes (empty before the first publish)."""
-    import duckdb
 
     from tandem import publish
 
     snap = publish.current(settings)
     if snap is None or "dir_outcomes" not in snap.tables:
         return []
-    con = duckdb.connect(str(snap.path), read_only=True)
-    try:
-        rows = con.execute("SELECT DISTINCT clinic_id FROM dir_outcomes "
-                           "WHERE clinic_id IS NOT NULL ORDER BY 1").fetchall()
-    finally:
-        con.close()
+    rows = publish.query_snapshot(snap, "SELECT DISTINCT clinic_id FROM dir_outcomes "
+                                        "WHERE clinic_id IS NOT NULL ORDER BY 1")
     return [r[0] for r in rows]
 
 

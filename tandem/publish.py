@@ -218,6 +218,16 @@ def open_current(
     return snap, duckdb.connect(str(snap.path), read_only=True)
 
 
+def query_snapshot(snap: Snapshot, sql: str, params: list | None = None) -> list[tuple]:
+    """The rows of one query on a published snapshot, opened read-only and closed again
+    (a reader holds no connection between reads, so old snapshots can be pruned)."""
+    con = duckdb.connect(str(snap.path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -244,13 +244,9 @@ def batches_state(settings: Settings, wait: float = 5.0) -> tuple[int, int] | No
     try:
         snap = publish.current(settings)
         if snap is not None:
-            con = duckdb.connect(str(snap.path), read_only=True)
-            try:
-                row = con.execute("SELECT value FROM publish_info "
-                                  "WHERE key = 'last_batch_id'").fetchone()
-            finally:
-                con.close()
-            published = int(row[0]) if row else -1
+            rows = publish.query_snapshot(
+                snap, "SELECT value FROM publish_info WHERE key = 'last_batch_id'")
+            published = int(rows[0][0]) if rows else -1
         with FileLock(str(settings.lock_path), timeout=wait):
             con = duckdb.connect(str(settings.warehouse_path), read_only=True)
             try:
