@@ -438,10 +438,10 @@ def _load(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
         raise RuntimeError(f"row accounting does not hold for {received.source_name}: {result}")
     result.status = "loaded"
 
-    _insert_frame(con, "response", to_response_rows(to_load, result.batch_id))
+    warehouse.insert_frame(con, "response", to_response_rows(to_load, result.batch_id))
     fault_point("after_insert_response")
-    _insert_frame(con, "reported_total", to_reported_total_rows(to_load, result.batch_id))
-    _insert_frame(con, "quarantine", quarantine)
+    warehouse.insert_frame(con, "reported_total", to_reported_total_rows(to_load, result.batch_id))
+    warehouse.insert_frame(con, "quarantine", quarantine)
     _insert_batch(con, record, result, outcome.summary, now, None, replaces)
     fault_point("after_insert_batch")
     known.loaded(to_load, result.batch_id, replaces)
@@ -461,16 +461,6 @@ def _without(frame: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
     if ids.is_empty():
         return frame
     return frame.join(ids, on=ROW_ID, how="anti")
-
-
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    if frame.height:
-        con.register("_frame", frame.to_arrow())
-        try:
-            # table is one of this module's literals, never input
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")  # noqa: S608
-        finally:
-            con.unregister("_frame")
 
 
 def _insert_batch(con: duckdb.DuckDBPyConnection, record: dict, result: BatchResult,
@@ -493,7 +483,7 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, record: dict, result: BatchRes
     )
     if summary:
         # one statement for all rules (executemany runs one INSERT per row)
-        _insert_frame(con, "validation_result", pl.DataFrame(
+        warehouse.insert_frame(con, "validation_result", pl.DataFrame(
             {"batch_id": [result.batch_id] * len(summary),
              "rule": [s["rule"] for s in summary],
              "expectation_type": [s["expectation_type"] for s in summary],

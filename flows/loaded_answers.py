@@ -26,8 +26,9 @@ CLASH_SCHEMA = {ROW_ID: pl.Int64, "loaded": pl.Float64, "batch_id": pl.Int64,
                 "score_num": pl.Float64}
 
 
-def _keys(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in _KEY_SCHEMA.items()])
+def _typed_keys() -> list[pl.Expr]:
+    """The key columns in one type whichever reader or query they came from (joins need it)."""
+    return [pl.col(c).cast(t) for c, t in _KEY_SCHEMA.items()]
 
 
 class LoadedAnswers:
@@ -35,7 +36,7 @@ class LoadedAnswers:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, files: list[pl.DataFrame]) -> None:
         """``files``: each file's rows that may load (staged, with ANSWER_KEY columns)."""
-        keyed = [_keys(f).with_columns(_file=pl.lit(i, pl.Int32))
+        keyed = [f.select(_typed_keys()).with_columns(_file=pl.lit(i, pl.Int32))
                  for i, f in enumerate(files) if f.height]
         self._pool = pl.DataFrame(schema=_POOL_SCHEMA)
         self._deleted: set[int] = set()
@@ -53,8 +54,7 @@ class LoadedAnswers:
     @staticmethod
     def _fetch(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
         """The warehouse's answers (items and reported totals) with any of these keys."""
-        con.register("_chunk_keys", keys.to_arrow())
-        try:
+        with warehouse.registered(con, "_chunk_keys", keys):
             found = warehouse.query_frame(
                 con,
                 """
@@ -76,8 +76,6 @@ class LoadedAnswers:
                   AND t.clinic_id IN (SELECT DISTINCT clinic_id FROM _chunk_keys)
                 """,
             )
-        finally:
-            con.unregister("_chunk_keys")
         if found.is_empty():
             return pl.DataFrame(schema=_POOL_SCHEMA)
         # a key twice in the chunk matched twice: once is enough
@@ -88,8 +86,7 @@ class LoadedAnswers:
         ``replaces`` (the batch this file supersedes): as :data:`CLASH_SCHEMA`."""
         if self._contested.is_empty() or candidates.is_empty():
             return pl.DataFrame(schema=CLASH_SCHEMA)
-        cand = candidates.select(*ANSWER_KEY, "score_num", ROW_ID).with_columns(
-            [pl.col(c).cast(t) for c, t in _KEY_SCHEMA.items()])
+        cand = candidates.select(*ANSWER_KEY, "score_num", ROW_ID).with_columns(_typed_keys())
         cand = cand.join(self._contested, on=ANSWER_KEY, how="semi", nulls_equal=True)
         gone = self._deleted | ({replaces} if replaces is not None else set())
         pool = self._pool.filter(~pl.col("batch_id").is_in(sorted(gone))) if gone else self._pool
@@ -115,8 +112,7 @@ class LoadedAnswers:
         if self._contested.is_empty() or rows.is_empty():
             return
         mine = rows.select(*ANSWER_KEY, pl.col("score_num").alias("loaded")).with_columns(
-            [pl.col(c).cast(t) for c, t in _KEY_SCHEMA.items()],
-            batch_id=pl.lit(batch_id, pl.Int64))
+            *_typed_keys(), batch_id=pl.lit(batch_id, pl.Int64))
         mine = mine.join(self._contested, on=ANSWER_KEY, how="semi", nulls_equal=True)
         if mine.height:
             self._pool = pl.concat([self._pool, mine.select(list(_POOL_SCHEMA))])

@@ -180,16 +180,6 @@ def _mark_touched(con: duckdb.DuckDBPyConnection, watermark: int) -> None:
     )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    if not frame.height:
-        return
-    con.register("_agg_frame", frame.to_arrow())
-    try:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _agg_frame")  # noqa: S608
-    finally:
-        con.unregister("_agg_frame")
-
-
 def recompute_clients(
     con: duckdb.DuckDBPyConnection, instruments: dict[str, Instrument], params: MartParams,
     touched_only: bool, rows_per_partition: int = ROWS_PER_PARTITION,
@@ -218,7 +208,7 @@ def recompute_clients(
         state = client_state(responses, instruments, params.gap_days, params.cutoff_population)
         del responses
         for name, frame in state.frames().items():
-            _insert(con, TABLES[name], frame)
+            warehouse.insert_frame(con, TABLES[name], frame)
     source = TOUCHED if touched_only else TABLES["session"]
     clients = _scalar(
         con, f"SELECT count(*) FROM (SELECT DISTINCT clinic_id, client_key FROM {source})"  # noqa: S608

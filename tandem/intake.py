@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,35 +127,38 @@ def received_at(landed: Landed) -> float:
 
 def receive_file(settings: Settings, clinic_id: str, src: Path, trigger: str) -> Landed:
     """Move a complete file from the inbox into intake (atomic; the inbox is then empty)."""
-    if not valid_clinic_id(clinic_id):
-        raise ValueError(f"not a clinic id: {clinic_id!r}")
-    sha, size = _sha256(src)
-    name = safe_filename(src.name)
-    token = _token(sha)
-    pending = intake_dir(settings, "pending", clinic_id)
-    pending.mkdir(parents=True, exist_ok=True)
-    staging = pending / f".{token}.tmp"
-    staging.mkdir()
-    try:
+
+    def put(target: Path) -> None:
         try:
-            os.rename(src, staging / name)
+            os.rename(src, target)
         except OSError:  # another file system: copy, then remove the original
-            shutil.copyfile(src, staging / name)
+            shutil.copyfile(src, target)
             src.unlink()
-        _write_meta(staging, trigger, sha, size, name)
-        os.rename(staging, pending / token)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return Landed(clinic_id, token, pending / token / name, name, sha, size, trigger)
+
+    sha, size = _sha256(src)
+    return _land(settings, clinic_id, src.name, sha, size, trigger, put)
 
 
 def receive_bytes(settings: Settings, clinic_id: str, name: str | None, data: bytes,
                   trigger: str) -> Landed:
     """Store posted bytes in intake, atomically (nothing is visible until complete)."""
+
+    def put(target: Path) -> None:
+        with target.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return _land(settings, clinic_id, name, hashlib.sha256(data).hexdigest(), len(data),
+                 trigger, put)
+
+
+def _land(settings: Settings, clinic_id: str, name: str | None, sha: str, size: int,
+          trigger: str, put: Callable[[Path], None]) -> Landed:
+    """Into ``pending/<clinic>/<token>/``: ``put`` writes the file into a hidden staging
+    folder with its metadata, which is then renamed into place (all or nothing)."""
     if not valid_clinic_id(clinic_id):
         raise ValueError(f"not a clinic id: {clinic_id!r}")
-    sha = hashlib.sha256(data).hexdigest()
     fname = safe_filename(name)
     token = _token(sha)
     pending = intake_dir(settings, "pending", clinic_id)
@@ -162,17 +166,13 @@ def receive_bytes(settings: Settings, clinic_id: str, name: str | None, data: by
     staging = pending / f".{token}.tmp"
     staging.mkdir()
     try:
-        target = staging / fname
-        with target.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _write_meta(staging, trigger, sha, len(data), fname)
+        put(staging / fname)
+        _write_meta(staging, trigger, sha, size, fname)
         os.rename(staging, pending / token)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Landed(clinic_id, token, pending / token / fname, fname, sha, len(data), trigger)
+    return Landed(clinic_id, token, pending / token / fname, fname, sha, size, trigger)
 
 
 def _write_meta(folder: Path, trigger: str, sha: str, size: int, name: str) -> None:

@@ -30,6 +30,7 @@ import polars as pl
 
 from tandem.faults import fault_point
 from tandem.settings import Settings, get_settings
+from tandem.warehouse import registered
 
 POINTER = "CURRENT"
 KEEP_SNAPSHOTS = 3
@@ -127,11 +128,8 @@ def publish(
 
 
 def _create(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    con.register("_frame", frame.to_arrow())
-    try:
+    with registered(con, "_frame", frame):
         con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _frame')  # noqa: S608 - name is ours
-    finally:
-        con.unregister("_frame")
 
 
 def _copy_base(directory: Path, patch: RowPatch, tmp: Path) -> bool:
@@ -165,18 +163,14 @@ def _write_patched(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
     ).fetchall()}
     keys = ["clinic_id", "client_key"]
-    con.register("_clients", patch.clients.select(keys).unique().to_arrow())
-    try:
+    with registered(con, "_clients", patch.clients.select(keys).unique()):
         for name in existing - set(marts):
             con.execute(f'DROP TABLE "{name}"')
         for name, frame in marts.items():
             quoted = f'"{name}"'
-            con.register("_frame", frame.head(0).to_arrow())
-            try:
+            with registered(con, "_frame", frame.head(0)):
                 same = (name in patch.tables and name in existing
                         and _columns(con, quoted) == _columns(con, "_frame"))
-            finally:
-                con.unregister("_frame")
             if not same:
                 con.execute(f"DROP TABLE IF EXISTS {quoted}")
                 _create(con, name, frame)
@@ -185,13 +179,8 @@ def _write_patched(
             con.execute(f"DELETE FROM {quoted} USING _clients c WHERE {match}")  # noqa: S608
             rows = frame.join(patch.clients.select(keys).unique(), on=keys, how="semi")
             if rows.height:
-                con.register("_frame", rows.to_arrow())
-                try:
+                with registered(con, "_frame", rows):
                     con.execute(f"INSERT INTO {quoted} SELECT * FROM _frame")  # noqa: S608
-                finally:
-                    con.unregister("_frame")
-    finally:
-        con.unregister("_clients")
 
 
 def current(settings: Settings | None = None) -> Snapshot | None:

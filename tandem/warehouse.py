@@ -171,6 +171,24 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         fault_point("after_commit")
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame) -> Iterator[str]:
+    """A Polars frame visible to SQL as ``name`` (via Arrow, no copy) while the block runs."""
+    con.register(name, frame.to_arrow())
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
+    """Append a frame's rows to ``table`` by column name (nothing for an empty frame).
+    ``table`` is always a caller's literal, never input."""
+    if frame.height:
+        with registered(con, "_insert_frame", frame):
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _insert_frame")  # noqa: S608
+
+
 def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
     """Run a parameterised query and return a Polars frame (via Arrow, no copy of columns)."""
     import polars as pl

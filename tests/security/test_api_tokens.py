@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fastapi import testclient
 
+from tandem import api
 from tandem.settings import Settings
-
-api = pytest.importorskip("tandem.api")
-testclient = pytest.importorskip("fastapi.testclient")
 
 BODY = b"clinic_id,client_id,therapist_id,session_date,session_number,instrument,item,score\n"
 

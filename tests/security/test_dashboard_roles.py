@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dashboards import auth
 from tandem.settings import REPO_ROOT
-
-pytest.importorskip("streamlit")
-auth = pytest.importorskip("dashboards.auth")
 
 DASH = REPO_ROOT / "dashboards"
 PAGES = DASH / "pages"

@@ -87,7 +87,6 @@ def _responses_from_canonical(out) -> pl.DataFrame:
 
 @pytest.mark.parametrize("no_effect", [False, True])
 def test_tandem_synth_truth_is_recovered(instruments, tmp_path, no_effect):
-    pytest.importorskip("tandem.synth.generate", reason="tandem.synth not ready yet")
     from tandem.synth import EffectSizes, FaultRates, GenerateOptions
     from tandem.synth import generate as synth_gen
 
