@@ -2,20 +2,21 @@
 
     python benchmarks/bench_aggregate.py --size small|reference|large [--workdir DIR]
 
-Data: ``tandem.synth`` files, ingested for real (``flows.ingest.process_file``) into a cached
-seed warehouse (``<workdir>/<data>/seed``), holding back the newest delivery of some clinics as
-the increment. Ingest costs about a second per file (GX validation), far too slow for 10 M
-administrations, so ``reference`` and ``large`` ingest the files of the first few clinics and
-then *replicate* their ``response`` rows with re-keyed clients (``client_key || '~r<i>'``,
-same batches) up to the target size; the held-back files are ingested for real after the full
-rebuild and replicated the same way (new batches, so the increment is ``replicas`` x the real
-one, about 1 % of the administrations). ``small`` is the plain demo-size set, no replication.
+Data: ``tandem.synth`` files, ingested for real (``tandem.pipeline.ingest.process_file``)
+into a cached seed home (``<workdir>/<data>/seed``: its lake), holding back the newest
+delivery of some clinics as the increment. Ingesting 10 M administrations file by file
+would take long, so ``reference`` and ``large`` ingest the files of the first few clinics
+and then *replicate* their answers (``response_row``) with re-keyed clients
+(``client_key || '~r<i>'``, same batches) up to the target size; the held-back files are
+ingested for real after the full rebuild and replicated the same way (new batches, so the
+increment is ``replicas`` x the real one, about 1 % of the administrations). ``small`` is
+the plain demo-size set, no replication.
 
 Each run copies the seed, then in fresh child processes (peak RSS and CPU seconds, user +
 system, are that process's own, from ``os.wait4``; the machine may be shared, so CPU time is
 the steadier measure): 1. ``aggregate(full=True)`` (the baseline); 2. the increment
 is loaded (not timed); 3. ``aggregate()`` incremental. The children call
-``tandem.aggregate_state.run_aggregate``: the flow's code without Prefect (not even
+``tandem.pipeline.aggregate.run_aggregate``: the flow's code without Prefect (not even
 its import).
 Prints a JSON list of rows.
 """
@@ -46,10 +47,10 @@ DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "tandem-bench-aggregate"
 PREPARE = """
 import json, shutil, sys, datetime as dt
 from pathlib import Path
-from tandem.settings import Settings
-from tandem.contracts import load_clinic_contracts, load_instruments
-from tandem.pseudonym import load_key
-from flows.ingest import process_file
+from tandem.core.settings import Settings
+from tandem.core.contracts import load_clinic_contracts, load_instruments
+from tandem.core.pseudonym import load_key
+from tandem.pipeline.ingest import IngestRun, process_file
 home = Path(sys.argv[1])
 files = json.loads(Path(sys.argv[2]).read_text())
 replicas = int(sys.argv[5])
@@ -60,36 +61,64 @@ for c in sorted(contracts_src.glob("*.yaml")):
     shutil.copyfile(c, settings.local_contracts_dir / "clinics" / c.name)
 contracts, instruments = load_clinic_contracts(settings), load_instruments(settings)
 key = load_key(settings)
-import duckdb
-from tandem import warehouse
-con = duckdb.connect(str(settings.warehouse_path))
-warehouse.init_schema(con)  # a fresh home has no tables until the first load
-before = con.execute("SELECT coalesce(max(batch_id), 0) FROM batch").fetchall()[0][0]
-con.close()
+from tandem.core import warehouse
+before = warehouse.latest_batch_id(settings)
 for p, clinic in files:
-    process_file(Path(p), settings=settings, contracts=contracts, instruments=instruments,
-                 key=key, clinic_hint=clinic, as_of=as_of)
+    process_file(Path(p), IngestRun(settings, contracts, instruments, key, clinic_hint=clinic,
+                                    as_of=as_of))
 if replicas > 1:  # the new rows again for re-keyed clients (see the module doc)
-    con = duckdb.connect(str(settings.warehouse_path))
-    con.execute(
-        "INSERT INTO response SELECT clinic_id, client_key || '~r' || r, therapist_id, "
-        "session_date, session_number, instrument, item, score, batch_id, source_row, "
-        "source_ref FROM response, range(1, ?) t(r) WHERE batch_id > ?", [replicas, before])
-    con.execute("CHECKPOINT")
-    con.close()
+    with warehouse.writer(settings) as con:
+        warehouse.run_transaction(con, lambda c: c.execute(
+            "INSERT INTO response_row SELECT clinic_id, client_key || '~r' || r, "
+            "therapist_id, session_date, session_number, instrument, item, score, batch_id, "
+            "source_row, source_ref FROM response_row, range(1, ?) t(r) WHERE batch_id > ?",
+            [replicas, before]), what="replicate the increment")
 """
 
 AGGREGATE = """
 import sys, json, time, datetime as dt
 from pathlib import Path
-from tandem.settings import Settings
-from tandem.aggregate_state import run_aggregate
+from tandem.core.settings import Settings
+from tandem.pipeline.aggregate import run_aggregate
 settings = Settings(home=Path(sys.argv[1]))
 t = time.perf_counter()
 info = run_aggregate(settings, dt.date.fromisoformat(sys.argv[2]), full=sys.argv[3] == "full")
 info["seconds"] = time.perf_counter() - t
 print(json.dumps(info, default=str))
 """
+
+
+REPLICATE = """
+import sys
+from pathlib import Path
+from tandem.core import warehouse
+from tandem.core.settings import Settings
+settings = Settings(home=Path(sys.argv[1]))
+with warehouse.writer(settings) as con:
+    warehouse.run_transaction(con, lambda c: c.execute(
+        "INSERT INTO response_row SELECT clinic_id, client_key || '~r' || r, therapist_id, "
+        "session_date, session_number, instrument, item, score, batch_id, source_row, "
+        "source_ref FROM response_row, range(1, ?) t(r)", [int(sys.argv[2])]),
+        what="replicate the seed")
+    warehouse.run_transaction(con, lambda c: c.execute(
+        "CALL ducklake_merge_adjacent_files('lake')").fetchall(), what="compact")
+"""
+
+
+def clone_home(src: Path, dst: Path) -> None:
+    """Copy an embedded home (its lake's SQLite catalog and data files) and point the copy's
+    catalog at the copy's data folder: DuckLake keeps its data path in the catalog."""
+    import sqlite3
+
+    shutil.copytree(src, dst)
+    catalog = dst / "lake" / "catalog.sqlite"
+    con = sqlite3.connect(catalog)
+    try:
+        con.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
+                    [str(dst / "lake" / "data") + "/"])
+        con.commit()
+    finally:
+        con.close()
 
 
 def _child(
@@ -167,17 +196,9 @@ def prepare(size: str, workdir: Path) -> dict:
     replicas = max(1, round(spec["target"] / seed_admins)) if spec["target"] else 1
     base = workdir / size / "base"
     if replicas > 1 and not (workdir / size / "base.done").exists():
-        import duckdb
-
         shutil.rmtree(base, ignore_errors=True)
-        shutil.copytree(seed, base)
-        con = duckdb.connect(str(base / "warehouse.duckdb"))
-        con.execute(
-            "INSERT INTO response SELECT clinic_id, client_key || '~r' || r, therapist_id, "
-            "session_date, session_number, instrument, item, score, batch_id, source_row, "
-            "source_ref FROM response, range(1, ?) t(r)", [replicas])
-        con.execute("CHECKPOINT")
-        con.close()
+        clone_home(seed, base)
+        _child(REPLICATE, str(base), str(replicas), env=env)
         (workdir / size / "base.done").write_text("{}")
     return {"root": workdir / size, "data": data, "base": base if replicas > 1 else seed,
             "held": held, "manifest": manifest, "replicas": replicas,
@@ -190,7 +211,7 @@ def run(size: str, workdir: Path = DEFAULT_WORKDIR) -> list[dict]:
     manifest, data, env = layout["manifest"], layout["data"], layout["env"]
     home = layout["root"] / "run"
     shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(layout["base"], home)
+    clone_home(layout["base"], home)
     as_of = manifest["as_of"]
     full_s, full_mb, full_out, full_cpu = _child(AGGREGATE, str(home), as_of, "full", env=env)
     full_info = json.loads(full_out.strip().splitlines()[-1])

@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PAGES = ["overview", "practices", "alliance", "therapists", "off_track", "loads", "validation",
-         "lineage", "completeness"]
+PAGES = ["overview", "practices", "alliance", "therapists", "effect_sizes", "off_track",
+         "outcome_definitions", "loads", "validation", "lineage", "completeness"]
 ADMINS_PER_CLIENT = 15.5  # the synthetic generator's average administrations per client
 
 
@@ -38,34 +38,32 @@ def main() -> None:
     os.environ.setdefault("TANDEM_HOME", tempfile.mkdtemp(prefix="tandem-bench-"))
     os.environ.setdefault("TANDEM_PSEUDONYM_KEY", "bench-only-key")
 
-    import duckdb
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from dashboards.auth import User
-    from tandem import publish
-    from tandem.settings import Settings
+    from tandem.core import published
+    from tandem.core.settings import Settings
     from tests.dashboards.synthetic import publish_synthetic
 
     settings = Settings()
     settings.ensure_dirs()
     build_s = None
-    if not args.reuse or publish.current(settings) is None:
+    if not args.reuse or published.current(settings) is None:
         t0 = time.perf_counter()
         publish_synthetic(settings, n_clients=int(args.administrations / ADMINS_PER_CLIENT))
         build_s = time.perf_counter() - t0
-    snap = publish.current(settings)
-    con = duckdb.connect(str(snap.path), read_only=True)
-    info = dict(con.execute("SELECT key, value FROM publish_info").fetchall())
-    con.close()
+    snap = published.current(settings)
+    info = dict(published.query_snapshot(snap, "SELECT key, value FROM publish_info",
+                                         settings=settings))
 
     user = User("bench", "admin", "Bench", None)
     results = {}
     for page in PAGES:
-        at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=300)
+        at = AppTest.from_file(str(REPO / "dashboards" / "main.py"), default_timeout=300)
         at.session_state["user"] = user
         at.run()
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"views/{page}.py")
         st.cache_data.clear()  # cold: nothing cached, the snapshot file opened anew
         st.cache_resource.clear()
         t0 = time.perf_counter()

@@ -73,21 +73,22 @@ def prepare_home(home: Path) -> None:
 
 
 def published_names(home: Path) -> set[str]:
+    """The files whose batches the newest publication holds (its audit copy)."""
     import duckdb
 
-    pointer = home / "published" / "CURRENT"
-    if not pointer.exists():
-        return set()
-    info = json.loads(pointer.read_text())
+    from tandem.core import published
+    from tandem.core.settings import Settings
+
+    settings = Settings(home=home)
     try:
-        con = duckdb.connect(str(home / "published" / info["file"]), read_only=True)
+        snap = published.current(settings)
+        if snap is None:
+            return set()
+        return {r[0] for r in published.query_snapshot(
+            snap, "SELECT source_name FROM audit_batch WHERE status = 'loaded'",
+            settings=settings)}
     except duckdb.Error:
         return set()
-    try:
-        return {r[0] for r in con.execute(
-            "SELECT source_name FROM audit_batch WHERE status = 'loaded'").fetchall()}
-    finally:
-        con.close()
 
 
 def bench_direct(root: Path, drops: int, rows: int) -> list[float]:
@@ -132,7 +133,7 @@ def bench_served(root: Path, drops: int, rows: int, cold: bool) -> dict:
            "PREFECT_HOME": str(root / "prefect-served"), "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tandem.serve_cli", "serve", "--no-ui", "--prefect-port",
+        [sys.executable, "-m", "tandem.app.cli", "serve", "--no-ui", "--prefect-port",
          str(pport), "--api-port", str(aport)],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)

@@ -1,1 +1,1 @@
-"""Streamlit dashboard: reads only published marts (tandem.publish), never the warehouse."""
+"""Streamlit dashboard: reads only published marts (tandem.core.published), never the warehouse."""

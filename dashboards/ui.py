@@ -12,9 +12,9 @@ import polars as pl
 import streamlit as st
 
 from dashboards import auth
-from dashboards.data import current_snapshot
-from tandem import publish
-from tandem.settings import Settings, get_settings
+from dashboards.queries import current_snapshot
+from tandem.core import published
+from tandem.core.settings import Settings, get_settings
 
 SUPPRESSED = "suppressed"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -28,7 +28,9 @@ def current_user() -> auth.User | None:
     return user if isinstance(user, auth.User) else None
 
 
-def page_context(roles: Sequence[str] = auth.ROLES) -> tuple[Settings, auth.User, publish.Snapshot]:
+def page_context(
+    roles: Sequence[str] = auth.ROLES,
+) -> tuple[Settings, auth.User, published.Snapshot]:
     """Settings, the signed-in user (with a permitted role) and the current snapshot; stops
     the page otherwise. Each call re-reads the CURRENT pointer, so a new publish shows at once."""
     user = current_user()
@@ -46,7 +48,7 @@ def page_context(roles: Sequence[str] = auth.ROLES) -> tuple[Settings, auth.User
     return settings, user, snapshot
 
 
-def snapshot_caption(snapshot: publish.Snapshot) -> None:
+def snapshot_caption(snapshot: published.Snapshot) -> None:
     st.caption(f"Published data of {snapshot.published_at:%Y-%m-%d %H:%M} UTC "
                f"(snapshot {snapshot.version}). Cells with fewer than the minimum number of "
                "clients are shown as *suppressed*.")
@@ -246,3 +248,46 @@ def show(chart: alt.TopLevelMixin, width: str = "stretch", extra: int = 110,
     h = getattr(chart, "height", None)
     plot = h if isinstance(h, int) else default
     st.altair_chart(chart, width=width, height=plot + extra)
+
+
+def _num(value: object) -> str:
+    v = scalar(value)
+    return "–" if v is None else f"{v:g}"
+
+
+def definition_text(definitions: pl.DataFrame, instrument: str) -> str:
+    """How a figure's change is judged, in one sentence, from the published
+    ``outcome_definitions`` row of ``instrument`` (method, threshold or critical value,
+    boundary, cutoff and the side it belongs to). Empty when the mart has no such row."""
+    row = first_row(definitions, instrument=instrument) if definitions.height else None
+    if row is None:
+        return ""
+    if row["method"] == "programme":
+        return f"Definition: {row['method_name']}. {row.get('notes') or ''}".strip()
+    method = row["method"]
+    if method in ("threshold", "anchor"):
+        rule = (f"a change of at least {_num(row['improvement_threshold'])} points "
+                f"({row['boundary']})")
+    elif method == "percentage":
+        rule = (f"a change of at least {100 * (scalar(row['improvement_threshold']) or 0):g}% "
+                f"of intake ({row['boundary']})")
+    else:
+        rule = (f"|index| > {_num(row['critical_value'])} ({row['sided']}-sided, "
+                f"alpha {_num(row['alpha'])})")
+    text = f"Definition ({instrument}): {row['method_name']}; reliable when {rule}"
+    if scalar(row.get("cutoff")) is not None:
+        side = {"clinical": "a score on the cutoff counts as clinical",
+                "functional": "a score on the cutoff counts as non-clinical",
+                "neither": "a score on the cutoff is neither"}.get(
+            row.get("value_belongs_to") or "", "")
+        population = f", {row['cutoff_population']}" if row.get("cutoff_population") else ""
+        text += (f"; clinical cutoff {_num(row['cutoff'])} ({row['cutoff_kind']}"
+                 f"{population}; {side})")
+    return text + f". Categories: {row['categories']}. See *Outcome definitions*."
+
+
+def definition_caption(definitions: pl.DataFrame, instrument: str) -> None:
+    """``definition_text`` as a caption (nothing when there is no definition row)."""
+    text = definition_text(definitions, instrument)
+    if text:
+        st.caption(text)

@@ -26,15 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
+import logging
 import time
-from pathlib import Path
+from typing import Any
 
-import duckdb
-from filelock import FileLock
-from filelock import Timeout as LockTimeout
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 
 from flows.aggregate import aggregate
 from flows.events import (
@@ -45,59 +41,17 @@ from flows.events import (
     LABEL_TRIGGER,
     MARTS_STALE,
 )
-from flows.ingest import ingest
-from tandem import intake, publish
-from tandem.intake import Landed, orchestration_settings
-from tandem.settings import Settings, get_settings
+from flows.ingest import ingest, ingest_claimed, report_batches
+from tandem.core import published, warehouse
+from tandem.core.settings import get_settings
+from tandem.pipeline import intake
 
+# Workers' flow runs send a heartbeat this often (Prefect's minimum); a run silent for two
+# of them is marked crashed (its worker or machine died).
+HEARTBEAT_SECONDS = 30
 # A run outlives its trigger window by this much (event timestamps vs. run start).
 WINDOW_MARGIN_SECONDS = 2.0
 POLL_SECONDS = 0.5
-
-
-def ingest_claimed(settings: Settings, claimed: list[Landed]) -> list[dict]:
-    """Load claimed files with ``ingest`` (one run per trigger kind), then mark them done.
-
-    If ``ingest`` itself fails (a bug or an outage, not bad input), the files go back to
-    pending so a retry or the sweep loads them; already-loaded ones then come out as
-    duplicates, which change nothing.
-    """
-    results: list[dict] = []
-    if not claimed:
-        return results
-    clinic = claimed[0].clinic_id
-    ordered = sorted(claimed, key=lambda c: (c.trigger, c.token))
-    try:
-        for trig, group in itertools.groupby(ordered, key=lambda c: c.trigger):
-            trig = trig if trig in ("inbox", "api", "sweep", "cli") else "inbox"
-            results.extend(ingest([str(c.path) for c in group], clinic, trig))
-    except BaseException:
-        for c in claimed:
-            _unclaim(settings, c)
-        raise
-    for c in claimed:
-        intake.finish(settings, c)
-    return results
-
-
-def _unclaim(settings: Settings, landed: Landed) -> None:
-    src = intake.intake_dir(settings, "claimed", landed.clinic_id) / landed.token
-    dst = intake.intake_dir(settings, "pending", landed.clinic_id) / landed.token
-    with contextlib.suppress(OSError):
-        src.rename(dst)
-
-
-def _report(results: list[dict], key: str) -> None:
-    """Row counts per batch, visible on the run's page in the Prefect UI."""
-    if not results:
-        return
-    cols = ("batch_id", "source_name", "clinic_id", "status", "rows_received", "rows_loaded",
-            "rows_quarantined", "rows_duplicate", "reason")
-    create_table_artifact(
-        key=key,
-        table=[{c: r.get(c) for c in cols} for r in results],
-        description="Batches loaded by this run (one row per file).",
-    )
 
 
 @flow(name="ingest-received", log_prints=True, retries=2, retry_delay_seconds=10)
@@ -107,15 +61,15 @@ def ingest_received(clinic_id: str, path: str | None = None, trigger: str = "inb
     ``path`` is the file the triggering event named; it is loaded with its neighbours
     (or was already claimed by a sibling run).
     """
-    settings = get_settings()
-    cfg = orchestration_settings()
+    settings = cfg = get_settings()
     logger = get_run_logger()
     if not intake.valid_clinic_id(clinic_id):
         raise ValueError(f"not a clinic id: {clinic_id!r}")
     deadline = window_end(cfg.ingest_window_seconds)
+    me = _flow_run_id()
     results: list[dict] = []
     while True:
-        claimed = [c for c in (intake.claim(settings, p)
+        claimed = [c for c in (intake.claim(settings, p, owner=me)
                                for p in intake.pending(settings, clinic_id)) if c]
         if claimed:
             logger.info("claimed %d file(s) for %s", len(claimed), clinic_id)
@@ -124,11 +78,19 @@ def ingest_received(clinic_id: str, path: str | None = None, trigger: str = "inb
         if time.time() >= deadline:
             break
         time.sleep(POLL_SECONDS)
-    _report(results, f"ingest-{clinic_id.lower().replace('_', '-')}")
+    report_batches(results, f"ingest-{clinic_id.lower().replace('_', '-')}")
     counts = {s: sum(1 for r in results if r["status"] == s)
               for s in sorted({r["status"] for r in results})}
     return {"clinic_id": clinic_id, "files": len(results), "by_status": counts,
             "rows_loaded": sum(r["rows_loaded"] for r in results)}
+
+
+def _flow_run_id() -> str | None:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    run = getattr(ctx, "flow_run", None)
+    return str(run.id) if run is not None else None
 
 
 def window_end(window_seconds: float) -> float:
@@ -146,115 +108,63 @@ def window_end(window_seconds: float) -> float:
     return base + window_seconds + WINDOW_MARGIN_SECONDS
 
 
-def _signature(settings: Settings) -> tuple:
-    """Cheap 'did the warehouse change' signal: a commit touches the file or its WAL."""
-    out = []
-    for p in (settings.warehouse_path, Path(str(settings.warehouse_path) + ".wal")):
-        try:
-            st = p.stat()
-            out.append((st.st_mtime_ns, st.st_size))
-        except FileNotFoundError:
-            out.append(None)
-    return tuple(out)
-
-
-def _writer_active(settings: Settings) -> bool:
-    """True while some process holds the warehouse lock (a batch is being written)."""
-    lock = FileLock(str(settings.lock_path), timeout=0)
-    try:
-        lock.acquire()
-    except LockTimeout:
-        return True
-    lock.release()
-    return False
-
-
-def latest_batch_id(settings: Settings, wait: float = 600) -> int:
-    """Newest batch in the warehouse, read under the writer lock (read-only)."""
-    if not settings.warehouse_path.exists():
-        return 0
-    with FileLock(str(settings.lock_path), timeout=wait):
-        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-        try:
-            return int(con.execute("SELECT coalesce(max(batch_id), 0) FROM batch")
-                       .fetchone()[0])
-        except duckdb.CatalogException:
-            return 0
-        finally:
-            con.close()
-
-
-def published_state(settings: Settings) -> tuple[int, float]:
-    """(newest batch in the CURRENT snapshot or -1, when it was published or 0)."""
-    snap = publish.current(settings)
-    if snap is None or not Path(snap.path).exists():
-        return -1, 0.0
-    con = duckdb.connect(str(snap.path), read_only=True)
-    try:
-        row = con.execute(
-            "SELECT value FROM publish_info WHERE key = 'last_batch_id'").fetchone()
-        return (int(row[0]) if row else -1), snap.published_at.timestamp()
-    except duckdb.Error:
-        return -1, 0.0
-    finally:
-        con.close()
-
-
 @flow(name="aggregate-on-batches", log_prints=True, retries=2, retry_delay_seconds=10)
 def aggregate_on_batches(as_of: str | None = None) -> dict:
     """Publish the marts for a burst of batches: promptly, then when quiet, then done.
 
-    Publishes when the warehouse is ahead of the CURRENT snapshot and either no writer
-    has been active for ``aggregate_quiet_seconds`` or the snapshot is older than
+    Publishes when the warehouse is ahead of the newest publication and either nothing
+    was committed to the lake for ``aggregate_quiet_seconds`` or the publication is older than
     ``aggregate_max_wait_seconds`` (so a lone file is published at once, and a long burst
     every few minutes). Ends once its window is over and a final look, taken after the
     last change it saw, finds the snapshot current.
     """
-    settings = get_settings()
-    cfg = orchestration_settings()
+    settings = cfg = get_settings()
     logger = get_run_logger()
     deadline = window_end(cfg.aggregate_window_seconds)
-    published, published_at = published_state(settings)
-    sig = _signature(settings)
-    last_change = checked_at = -1.0
     runs: list[str] = []
-    first, behind = True, False
-    while True:
-        now = time.time()
-        current = _signature(settings)
-        if current != sig or _writer_active(settings):
-            sig, last_change = current, now
-        quiet = now - last_change >= cfg.aggregate_quiet_seconds
-        stale = now - published_at >= cfg.aggregate_max_wait_seconds
-        if first or ((behind or last_change > checked_at) and (quiet or stale)):
-            first, checked_at = False, now
-            behind = latest_batch_id(settings) > published
-            if behind and (quiet or stale):
-                info = aggregate(as_of)
-                runs.append(info["version"])
-                published, published_at = published_state(settings)
-                behind, last_change = False, time.time()  # look again after our own read
-                continue
-        if now >= deadline and quiet and not behind and checked_at >= last_change:
-            break
-        time.sleep(POLL_SECONDS)
-    logger.info("published %d snapshot(s); marts include batch %d", len(runs), published)
-    return {"published": runs, "last_batch_id": published}
+    with warehouse.reader(settings) as con:  # one connection, asked every poll
+        in_marts, published_at = published.published_state(settings, con)
+        sig = warehouse.current_snapshot(con)
+        last_change = checked_at = -1.0
+        first, behind = True, False
+        while True:
+            now = time.time()
+            current = warehouse.current_snapshot(con)
+            if current != sig:
+                sig, last_change = current, now
+            quiet = now - last_change >= cfg.aggregate_quiet_seconds
+            stale = now - published_at >= cfg.aggregate_max_wait_seconds
+            if first or ((behind or last_change > checked_at) and (quiet or stale)):
+                first, checked_at = False, now
+                behind = warehouse.latest_batch_id(settings, con) > in_marts
+                if behind and (quiet or stale):
+                    info = aggregate(as_of)
+                    runs.append(info["version"])
+                    in_marts, published_at = published.published_state(settings, con)
+                    sig = warehouse.current_snapshot(con)  # our own publish is no change
+                    behind, last_change = False, time.time()
+                    continue
+            if now >= deadline and quiet and not behind and checked_at >= last_change:
+                break
+            time.sleep(POLL_SECONDS)
+    logger.info("published %d snapshot(s); marts include batch %d", len(runs), in_marts)
+    return {"published": runs, "last_batch_id": in_marts}
 
 
-def build_deployments() -> list:
-    """Every deployment ``tandem serve`` runs, with its triggers and schedules."""
+def deployment_specs() -> list[tuple[Any, dict[str, Any]]]:
+    """Every deployment of the served pipeline: its flow, and its name, triggers, schedules
+    and limits (the same whether a runner serves them or a work pool's workers run them)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
 
     from flows.quality_summary import quality_summary
+    from flows.repair import reprocess_flow, republish_flow
     from flows.sweep import sweep
 
-    cfg = orchestration_settings()
-    sched = ScheduleSettings()
+    cfg = get_settings()
     return [
-        ingest_received.to_deployment(
+        (ingest_received, dict(
             name="on-file-received",
             description="Runs when a file is received (inbox watcher or batch endpoint).",
             tags=["tandem", "events"],
@@ -271,8 +181,8 @@ def build_deployments() -> list:
                     "trigger": "{{ event.resource['" + LABEL_TRIGGER + "'] }}",
                 },
             )],
-        ),
-        aggregate_on_batches.to_deployment(
+        )),
+        (aggregate_on_batches, dict(
             name="on-batch-finished",
             description="Re-publishes the marts after batches land, coalescing bursts.",
             tags=["tandem", "events"],
@@ -284,42 +194,126 @@ def build_deployments() -> list:
                 threshold=1,
                 within=dt.timedelta(seconds=cfg.aggregate_window_seconds),
             )],
-        ),
-        ingest.to_deployment(
+        )),
+        (ingest, dict(
             name="manual", tags=["tandem"],
             description="Re-run files by hand: parameters paths, clinic_id, trigger.",
-        ),
-        aggregate.to_deployment(
+        )),
+        (aggregate, dict(
             name="manual", tags=["tandem"],
             description="Rebuild and publish the marts by hand.",
-        ),
-        sweep.to_deployment(
+        )),
+        (reprocess_flow, dict(
+            name="manual", tags=["tandem", "repair"],
+            description="Validate quarantined rows again after a contract or roster fix "
+                        "(parameters clinics, batches, reasons; the dashboard's quality "
+                        "pages ask for it).",
+        )),
+        (republish_flow, dict(
+            name="manual", tags=["tandem", "repair"],
+            description="Publish the marts as of a past date (parameter as_of).",
+        )),
+        (sweep, dict(
             name="nightly", tags=["tandem", "schedule"],
-            description="Ingests what events missed; retries failed files after a fix.",
-            schedules=[Cron(sched.sweep_cron, timezone=sched.timezone)],
-        ),
-        quality_summary.to_deployment(
+            description="Ingests what events missed; retries failed files after a fix; "
+                        "compacts the lake and expires old snapshots.",
+            schedules=[Cron(cfg.sweep_cron, timezone=cfg.timezone)],
+        )),
+        (quality_summary, dict(
             name="daily", tags=["tandem", "schedule"],
             description="Writes the daily data-quality summary.",
-            schedules=[Cron(sched.quality_cron, timezone=sched.timezone)],
-        ),
+            schedules=[Cron(cfg.quality_cron, timezone=cfg.timezone)],
+        )),
     ]
 
 
-class ScheduleSettings(intake.OrchestrationSettings):
-    """When the scheduled flows run (env ``TANDEM_SWEEP_CRON`` etc.)."""
-
-    sweep_cron: str = "0 2 * * *"
-    quality_cron: str = "0 7 * * *"
-    timezone: str = "Europe/London"
+def build_deployments() -> list:
+    """Every deployment, for a runner that serves them in this process (``tandem serve``)."""
+    return [fl.to_deployment(**kw) for fl, kw in deployment_specs()]
 
 
-def main() -> None:
-    """Serve every deployment until interrupted (what ``tandem serve`` starts)."""
-    from prefect import serve
+def deploy_to_pool(pool: str) -> list[str]:
+    """Every deployment registered with a ``process`` work pool (made if missing): any number
+    of ``tandem worker`` processes, on any machine that reaches the Prefect server, the lake
+    and TANDEM_HOME, run them. Flows are found by module path, so each worker needs Tandem
+    installed, nothing else. Returns the deployment ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments.runner import EntrypointType
+    from prefect.exceptions import ObjectAlreadyExists
 
-    serve(*build_deployments(), pause_on_shutdown=False, print_starting_message=False,
-          limit=16)
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    ids = [str(fl.deploy(**kw, work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH,
+                         build=False, push=False, print_next_steps=False,
+                         ignore_warnings=True))
+           for fl, kw in deployment_specs()]
+    _crash_silent_runs()
+    return ids
+
+
+def _crash_silent_runs() -> None:
+    """A flow run whose worker died without a word (SIGTERM, a lost machine) would show as
+    running for ever and keep its files claimed: Prefect's own recipe marks a run that has
+    sent no heartbeat for a while as crashed (workers send them: ``tandem worker``)."""
+    from prefect.automations import Automation
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    name = "tandem: crash flow runs without heartbeats"
+    with contextlib.suppress(ValueError):  # ValueError: no automation of that name yet
+        Automation.read(name=name)
+        return
+    Automation(
+        name=name,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=dt.timedelta(seconds=HEARTBEAT_SECONDS * 2),
+        ),
+        actions=[ChangeFlowRunState(state="CRASHED",
+                                    message="No heartbeat from its worker: crashed")],
+    ).create()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Keep the notification automations in step with the settings, then serve every
+    deployment until interrupted (``tandem serve`` starts this), or, with ``--work-pool
+    NAME``, register them with that pool and wait (workers run them)."""
+    import argparse
+    import signal
+    import threading
+
+    from flows.notify import sync_automations
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--work-pool", default=None)
+    args = parser.parse_args(argv)
+    try:
+        sync_automations(get_settings())
+    except Exception:  # noqa: BLE001 - notifications must not stop the pipeline
+        logging.getLogger(__name__).exception("could not set up the notification automations")
+    if args.work_pool is None:
+        from prefect import serve
+
+        serve(*build_deployments(), pause_on_shutdown=False, print_starting_message=False,
+              limit=16)
+        return
+    # By their module's name (run as a script, this module is __main__): workers import them
+    from flows import deployments as module
+
+    module.deploy_to_pool(args.work_pool)
+    print(f"deployments registered with work pool {args.work_pool}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
 
 
 if __name__ == "__main__":  # pragma: no cover

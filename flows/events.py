@@ -25,8 +25,6 @@ LABEL_CLINIC = "tandem.clinic"
 LABEL_FILE = "tandem.file"
 LABEL_TRIGGER = "tandem.trigger"
 
-TRIGGERS = ("cli", "inbox", "api", "sweep")
-
 log = logging.getLogger(__name__)
 
 
@@ -40,10 +38,19 @@ def _emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> bool
         return False
 
 
-def emit_file_received(clinic_id: str, path: str, source_name: str, sha256: str,
-                       size_bytes: int, trigger: str) -> bool:
-    """A file has left the inbox and waits in intake: ``ingest`` should load it."""
-    return _emit(
+# Each event is built by a function of plain values (``(event, resource, payload)``), so
+# the command line can send the very same events through the REST API without Prefect.
+Spec = tuple[str, dict[str, str], dict[str, Any]]
+
+
+def emit(spec: Spec) -> bool:
+    """Send one event built by a ``*_event`` function (here or in ``flows.alerts``)."""
+    return _emit(*spec)
+
+
+def file_received_event(clinic_id: str, path: str, source_name: str, sha256: str,
+                        size_bytes: int, trigger: str) -> Spec:
+    return (
         FILE_RECEIVED,
         {
             "prefect.resource.id": f"tandem.file.{clinic_id}.{sha256}",
@@ -56,10 +63,16 @@ def emit_file_received(clinic_id: str, path: str, source_name: str, sha256: str,
     )
 
 
-def emit_batch_finished(result: dict, trigger: str) -> bool:
-    """One file's batch is in the warehouse (whatever its outcome): marts may be stale."""
+def emit_file_received(clinic_id: str, path: str, source_name: str, sha256: str,
+                       size_bytes: int, trigger: str) -> bool:
+    """A file has left the inbox and waits in intake: ``ingest`` should load it."""
+    return _emit(*file_received_event(clinic_id, path, source_name, sha256, size_bytes,
+                                      trigger))
+
+
+def batch_finished_event(result: dict, trigger: str) -> Spec:
     status = str(result.get("status") or "unknown")
-    return _emit(
+    return (
         BATCH_PREFIX + status,
         {
             "prefect.resource.id": f"tandem.batch.{result.get('batch_id')}",
@@ -67,20 +80,29 @@ def emit_batch_finished(result: dict, trigger: str) -> bool:
             LABEL_CLINIC: str(result.get("clinic_id") or "_unknown"),
             LABEL_TRIGGER: trigger,
         },
-        {k: result.get(k) for k in ("batch_id", "source_name", "status", "rows_received",
-                                     "rows_loaded", "rows_quarantined", "rows_duplicate",
-                                     "rows_replaced")},
+        {k: result.get(k) for k in ("batch_id", "source_name", "status", "reason",
+                                     "rows_received", "rows_loaded", "rows_quarantined",
+                                     "rows_duplicate", "rows_replaced")},
     )
 
 
-def emit_marts_published(info: dict) -> bool:
-    """A new snapshot is CURRENT: the dashboard shows new data."""
-    return _emit(
+def emit_batch_finished(result: dict, trigger: str) -> bool:
+    """One file's batch is in the warehouse (whatever its outcome): marts may be stale."""
+    return _emit(*batch_finished_event(result, trigger))
+
+
+def marts_published_event(info: dict) -> Spec:
+    return (
         MARTS_PUBLISHED,
         {"prefect.resource.id": f"tandem.marts.{info.get('version')}"},
         {"version": info.get("version"), "tables": info.get("tables", {}),
          "last_batch_id": info.get("last_batch_id")},
     )
+
+
+def emit_marts_published(info: dict) -> bool:
+    """A new snapshot is CURRENT: the dashboard shows new data."""
+    return _emit(*marts_published_event(info))
 
 
 def emit_marts_stale(last_batch_id: int, published_batch_id: int) -> bool:

@@ -14,12 +14,14 @@ import json
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from tandem import publish
-from tandem.settings import Settings, get_settings
+from flows.alerts import silent_clinics, summary_event
+from flows.events import emit
+from tandem.core import published
+from tandem.core.settings import Settings, get_settings
 
 
 def summarise(settings: Settings, since: dt.datetime) -> dict:
-    opened = publish.open_current(settings)
+    opened = published.open_current(settings)
     if opened is None:
         return {"since": since.isoformat(), "snapshot": None, "clinics": [], "top_rules": [],
                 "failed_files": []}
@@ -87,7 +89,8 @@ def to_markdown(summary: dict) -> str:
 
 @flow(name="quality-summary", log_prints=True)
 def quality_summary(hours: int = 24) -> dict:
-    """Summarise the last day's deliveries for the quality team."""
+    """Summarise the last day's deliveries for the quality team, and tell who listens
+    (the summary, and every clinic silent for ``notify_silent_days``)."""
     settings = get_settings()
     now = dt.datetime.now(dt.UTC)
     summary = summarise(settings, now - dt.timedelta(hours=hours))
@@ -100,5 +103,14 @@ def quality_summary(hours: int = 24) -> dict:
                                          encoding="utf-8")
     create_markdown_artifact(key="quality-summary", markdown=md,
                              description="Daily data-quality summary")
-    get_run_logger().info("quality summary written to %s.md", stem)
-    return {"report": str(stem.with_suffix(".md")), "clinics": len(summary["clinics"])}
+    logger = get_run_logger()
+    logger.info("quality summary written to %s.md", stem)
+    # --- notifications (flows/notify.py): the summary itself, and clinics gone quiet ---
+    emit(summary_event(summary, md, str(stem.with_suffix(".md"))))
+    silent = silent_clinics(settings, now)
+    for spec in silent:
+        emit(spec)
+        logger.warning("clinic %s has sent nothing for %s days", spec[2]["clinic_id"],
+                       spec[2]["days_silent"])
+    return {"report": str(stem.with_suffix(".md")), "clinics": len(summary["clinics"]),
+            "silent_clinics": [spec[2]["clinic_id"] for spec in silent]}

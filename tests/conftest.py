@@ -14,9 +14,22 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
 
-from tandem.settings import Settings  # noqa: E402
+
+def _terminate(signum, frame):  # noqa: ARG001
+    """SIGTERM ends the run like Ctrl+C: fixtures tear down the servers they started."""
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, _terminate)
+
+from tandem.core.settings import Settings  # noqa: E402
+
+# The checkout the tests run from (subprocesses start here).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 CLINIC_CONTRACT = """\
 clinic_id: northside
@@ -55,3 +68,12 @@ def tandem_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     settings.ensure_dirs()
     (settings.local_contracts_dir / "clinics" / "northside.yaml").write_text(CLINIC_CONTRACT)
     return settings
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real, temporary Prefect server (SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import polars as pl
 
-from tandem.contracts import Instrument
+from tandem.core.contracts import Instrument
 from transforms.stats import mean_t_exprs, pearson_with_ci, t_quantile, wilson_exprs
 
 EARLY_SESSIONS = 2  # first two sessions with an SRS (agreed estimand; see docs/outcomes.md)

@@ -1,16 +1,20 @@
 """Stage 1 of the marts: per-client state, everything that depends on one client's rows only.
 
-Scoring, episodes (without ``open``, which depends on the run date), per-episode measures with
-reliable change and clinical significance, early alliance, practice exposure, SRS session flags,
-WAI-SR subscale values and the off-track trajectory points all follow from one client's
+Scoring, episodes (without ``open``, which depends on the run date), per-episode measures (first
+and last available score, the pair, change), early alliance, practice exposure, SRS session
+flags, WAI-SR subscale values and the off-track trajectory points all follow from one client's
 ``response`` rows (a client = ``clinic_id`` + ``client_key``) and the rules (instruments,
-``gap_days``, ``cutoff_population``). So the state of a set of clients is the concatenation of
-each client's state, and the ``aggregate`` flow can recompute only the clients whose rows
-changed and keep the rest (stage 2, ``transforms.marts.population_marts``, reads the state).
+``gap_days``). So the state of a set of clients is the concatenation of each client's state,
+and the ``aggregate`` flow can recompute only the clients whose rows changed and keep the rest
+(stage 2, ``transforms.marts.population_marts``, reads the state).
+
+Judging change (reliable change, clinical significance, categories) is *not* here: the
+sample-based methods (GLN, HLL, EN, NK, HA, JT without a published SD, HLM, cutoffs from the
+sample) need statistics of every client, so it is done in stage 2 for all methods alike.
 
 The frames are small next to ``response``: one row per session, per episode x measure, per SRS
-administration, per WAI-SR subscale value and per outcome score after intake. Per-administration
-scores are not kept: nothing population-level needs them.
+administration, per WAI-SR subscale value, per outcome score after intake, and, for
+instruments judged by HLM only, per scored administration (the growth model's input).
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ from dataclasses import dataclass, fields
 
 import polars as pl
 
-from tandem.contracts import Instrument
+from tandem.core.contracts import Instrument
 from transforms.alliance import early_alliance, session_alliance_flags
-from transforms.clinical_significance import classify_clinical_significance
 from transforms.episodes import (
     SESSION_KEYS,
     attach_episodes,
@@ -32,7 +35,6 @@ from transforms.episodes import (
 )
 from transforms.off_track import latest_position, trajectory
 from transforms.practice import checklist_instruments, episode_practice
-from transforms.reliable_change import classify_reliable_change
 from transforms.scoring import (
     instrument_frame,
     item_values,
@@ -41,7 +43,9 @@ from transforms.scoring import (
 )
 
 # Bump when the meaning or shape of the state changes: stored state is then rebuilt.
-STATE_VERSION = 2  # 2: episode_session has_outcome / has_alliance flags
+# 2: episode_session has_outcome / has_alliance flags; 3: measures without classification
+# (stage 2 judges change), ``paired`` and a null last score without a pair, ``score`` frame.
+STATE_VERSION = 3
 
 RESPONSE_COLUMNS = [
     "clinic_id", "client_key", "therapist_id", "session_date", "session_number",
@@ -69,6 +73,7 @@ class ClientState:
     subscale: pl.DataFrame  # per administration x subscale: value (long)
     trajectory: pl.DataFrame  # per outcome score after intake: instrument, k, intake, so_far
     track_latest: pl.DataFrame  # per episode x outcome measure: latest k, intake, improvement
+    score: pl.DataFrame  # per scored administration of an HLM-judged instrument: time, score
 
     def frames(self) -> dict[str, pl.DataFrame]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -114,18 +119,15 @@ def client_state(
     gap_days: int,
     cutoff_population: str | None = None,
 ) -> ClientState:
-    """The state of every client in ``responses`` (all of each client's rows must be there)."""
+    """The state of every client in ``responses`` (all of each client's rows must be there).
+    ``cutoff_population`` is accepted for the callers' sake; the cutoff is applied in stage 2."""
     responses = responses.lazy().filter(pl.col("instrument").is_in(list(instruments)))
     outcomes = [c for c, i in instruments.items() if i.kind == "outcome"]
 
     admins = score_administrations_lazy(responses, instruments).collect()
     sessions = episode_sessions_lazy(admins, gap_days).collect()
     admins_ep = attach_episodes(admins, sessions).collect()
-    classified = classify_clinical_significance(
-        classify_reliable_change(episode_measures_lazy(admins, sessions), instruments),
-        instruments,
-        cutoff_population,
-    )
+    measures = episode_measures_lazy(admins, sessions)
     early = early_alliance(admins_ep.lazy(), instruments)
     checklist = checklist_instruments(instruments)
     items_ep = (
@@ -137,7 +139,7 @@ def client_state(
                                   "session_number": pl.Int32})
     )
     practice = episode_practice(items_ep, admins_ep.lazy(), instruments)
-    measure = classified.join(early, on="episode_id", how="left").join(
+    measure = measures.join(early, on="episode_id", how="left").join(
         practice, on="episode_id", how="left")
 
     alliance = session_alliance_flags(admins_ep.lazy(), instruments).select(ALLIANCE_COLUMNS)
@@ -168,8 +170,21 @@ def client_state(
             on="episode_id", how="left",
         ).select("episode_id", "clinic_id", "client_key", "instrument", "k", "intake",
                  "improvement"),
+        hlm_scores(admins_ep.lazy(), instruments),
     ])
     return ClientState(*frames)
+
+
+def hlm_scores(admins_ep: pl.LazyFrame, instruments: dict[str, Instrument]) -> pl.LazyFrame:
+    """Every scored administration of the instruments judged by HLM, with its time (the
+    session's position in the episode): the growth model is fitted in stage 2."""
+    codes = [c for c, i in instruments.items()
+             if i.change_rule is not None and i.change_rule.method == "HLM"]
+    return (
+        admins_ep.filter(pl.col("instrument").is_in(codes) & pl.col("total").is_not_null())
+        .select("episode_id", "clinic_id", "client_key", "instrument",
+                pl.col("session_index").alias("time"), pl.col("total").alias("score"))
+    )
 
 
 def _subscale_values(

@@ -21,6 +21,10 @@ import polars as pl
 SESSION_KEYS = ["clinic_id", "client_key", "session_date"]
 CLIENT_KEYS = ["clinic_id", "client_key"]
 MIN_SESSIONS_FINISHED = 2  # NHS Talking Therapies manual: at least 2 attended treatment sessions
+# Change needs a pair: the first and last of at least two available scores (NHS Talking
+# Therapies: first and last available score of a finished course, measured session by session;
+# Gyani et al. 2013, Behav Res Ther 51:597-606: "at least two outcome scores").
+MIN_PAIRED_SCORES = 2
 
 
 def _sessions(administrations: pl.LazyFrame) -> pl.LazyFrame:
@@ -161,8 +165,10 @@ def episode_measures(
     administrations: pl.DataFrame | pl.LazyFrame, sessions: pl.DataFrame | pl.LazyFrame
 ) -> pl.DataFrame:
     """Per episode and measure: first and last *available* score (last observation carried
-    forward for dropouts), their dates, sessions attended, change (last - first), finished,
-    open. Administrations without a total (too many items missing) are not available."""
+    forward for dropouts), their dates, sessions attended, ``n_scores``, ``paired`` and change
+    (last - first), finished, open. Administrations without a total (too many items missing)
+    are not available. With a single score there is no pair: ``last_score`` and ``change`` are
+    null (the intake is not carried forward as an outcome)."""
     return episode_measures_lazy(administrations, sessions).collect()
 
 
@@ -180,13 +186,16 @@ def episode_measures_lazy(
         pl.col("total").sort_by(order).last().alias("last_score"),
         pl.len().cast(pl.Int32).alias("n_scores"),
     )
+    paired = pl.col("n_scores") >= MIN_PAIRED_SCORES
     return (
         per_measure.join(episode_table(sessions), on="episode_id", how="inner")
+        .with_columns(paired.alias("paired"),
+                      pl.when(paired).then(pl.col("last_score")).alias("last_score"))
         .with_columns((pl.col("last_score") - pl.col("first_score")).alias("change"))
         .select(
             "clinic_id", "client_key", "therapist_id", "episode_id", "instrument",
-            "first_date", "last_date", "sessions", "n_scores", "first_score", "last_score",
-            "change", "finished", *(["open"] if has_open else []), "start_date", "end_date",
-            "month",
+            "first_date", "last_date", "sessions", "n_scores", "paired", "first_score",
+            "last_score", "change", "finished", *(["open"] if has_open else []), "start_date",
+            "end_date", "month",
         )
     )

@@ -10,14 +10,22 @@ Definitions (NHS Talking Therapies for anxiety and depression manual; DOMAIN.md)
   deterioration on the other; rate over all finished episodes;
 - reliable deterioration: a reliable deterioration on either measure; rate over all finished;
 - reliable recovery: recovered and reliable improvement; same denominator as recovery;
-- first and last *available* scores (last observation carried forward).
+- first and last *available* scores (last observation carried forward), and only episodes with
+  a *pair* (at least two scores) on every paired measure: with one score there is no change,
+  and the episode is in none of the denominators (NHS Talking Therapies measures session by
+  session, NHS England service standards; Gyani et al. 2013, Behav Res Ther 51:597-606,
+  "at least two outcome scores"). ``episodes.MIN_PAIRED_SCORES``.
+
+``n_clients`` of a rates row counts every client the row describes (the funnel starts at
+episodes with both measures paired), so suppression is decided on the same population as the
+``episodes`` count it publishes (as in ``dir_funnel``).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from tandem.contracts import Instrument
+from tandem.core.contracts import Instrument
 from transforms.stats import wilson_exprs
 
 NHS_TT = "NHS_TT"
@@ -29,7 +37,8 @@ def episode_flags(
     instruments: dict[str, Instrument],
     measures: tuple[str, ...] = PAIRED_MEASURES,
 ) -> pl.LazyFrame:
-    """One row per episode that has a first and last score on every paired measure.
+    """One row per episode with a pair of scores (``last_score`` not null: at least two) on
+    every paired measure.
 
     ``classified`` is the per-episode-and-measure frame with ``reliable_change``, ``open``,
     ``finished``, ``first_score`` and ``last_score``."""
@@ -78,7 +87,7 @@ def rates(flags: pl.LazyFrame | pl.DataFrame, by: list[str]) -> pl.LazyFrame:
     case_fin = fin & pl.col("caseness_start")
     out = flags.lazy().group_by(by).agg(
         pl.len().alias("episodes"),
-        pl.col("client_key").filter(fin).n_unique().alias("n_clients"),
+        pl.col("client_key").n_unique().alias("n_clients"),
         fin.sum().alias("finished"),
         (fin & ~pl.col("caseness_start")).sum().alias("not_caseness_at_start"),
         case_fin.sum().alias("caseness_at_start"),

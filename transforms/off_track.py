@@ -7,6 +7,11 @@ over all episodes: expected_k(intake) = a_k + b_k * intake, with residual SD s_k
 episode is *off track* when its latest improvement is below expected_k - ``z`` * s_k
 (default z = 1: roughly the bottom 16% of comparable clients; configurable, as published
 tracking bands differ by system), or when its change so far is a reliable deterioration.
+
+An open episode with a single score has no trajectory yet: it is *not assessable* (``assessable``
+false; ``below_expected``, ``reliably_deteriorated`` and ``off_track`` null), neither on nor off
+track. It stays in ``off_track_episode`` (the quality team sees every open episode) and in the
+``open_episodes`` count, but not in the off-track rate's denominator (``assessable`` episodes).
 """
 
 from __future__ import annotations
@@ -95,10 +100,13 @@ def flag_off_track(
         open_eps.join(latest, on=["episode_id", "instrument"], how="left")
         .join(model, on=["instrument", "k"], how="left")
         .with_columns((pl.col("a") + pl.col("b") * pl.col("intake")).alias("expected_improvement"))
+        .with_columns(pl.col("k").is_not_null().alias("assessable"))
         .with_columns(
-            (pl.col("improvement") < pl.col("expected_improvement") - z * pl.col("resid_sd"))
-            .fill_null(False).alias("below_expected"),
-            (pl.col("reliable_change") == "deteriorated").fill_null(False)
+            pl.when(pl.col("assessable")).then(
+                (pl.col("improvement") < pl.col("expected_improvement")
+                 - z * pl.col("resid_sd")).fill_null(False)).alias("below_expected"),
+            pl.when(pl.col("assessable")).then(
+                (pl.col("reliable_change") == "deteriorated").fill_null(False))
             .alias("reliably_deteriorated"),
         )
         .with_columns(

@@ -11,6 +11,12 @@ Outcomes across exposure are **observational** and **adjusted for intake severit
 regression** (ANCOVA): ``change ~ intake + exposure`` (the practice effect, points per unit
 exposure 0 -> 1) and ``change ~ intake + exposure level`` (adjusted mean change per level at the
 mean intake), with standard errors clustered by therapist (CR1).
+
+Therapist ids are clinic-local (T01 at two clinics are two people): a therapist, as a cluster
+and in ``n_therapists``, is the pair (clinic, therapist). Models pooled over several clinics
+add clinic fixed effects (a dummy per clinic but one), so the practice effect is estimated
+within clinics and not confounded with differences between clinics; the adjusted level means
+are evaluated at the pooled sample's clinic mix.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 import numpy as np
 import polars as pl
 
-from tandem.contracts import Instrument
+from tandem.core.contracts import Instrument
 from transforms.stats import ols_cluster, wilson_exprs
 
 ALL_PRACTICES = "all"
@@ -99,6 +105,22 @@ def _finite(frame: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
     return frame.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
 
 
+def therapist_units(frame: pl.DataFrame) -> pl.Series:
+    """One integer per (clinic, therapist): therapist ids are local to a clinic."""
+    return frame.select(pl.struct("clinic_id", "therapist_id").rank("dense")).to_series()
+
+
+def n_therapists(frame: pl.DataFrame) -> int:
+    return frame.select("clinic_id", "therapist_id").n_unique() if frame.height else 0
+
+
+def clinic_dummies(frame: pl.DataFrame) -> np.ndarray:
+    """Clinic fixed effects: an indicator per clinic but the first (none for one clinic)."""
+    clinics = sorted(frame["clinic_id"].unique().to_list())
+    cols = [(frame["clinic_id"] == c).to_numpy().astype(float) for c in clinics[1:]]
+    return np.column_stack(cols) if cols else np.zeros((frame.height, 0))
+
+
 def practice_effect(
     outcome: pl.DataFrame, instruments: dict[str, Instrument], scopes: list[str | None]
 ) -> pl.DataFrame:
@@ -129,15 +151,15 @@ def practice_effect(
                     "practice": practice,
                     "n": sub.height,
                     "n_clients": sub["client_key"].n_unique() if sub.height else 0,
-                    "n_therapists": sub["therapist_id"].n_unique() if sub.height else 0,
+                    "n_therapists": n_therapists(sub),
                     "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                 }
-                if sub.height >= 5 and sub[col].std() > 0 and row["n_therapists"] >= 2:
-                    fit = ols_cluster(
-                        sub["change"].to_numpy(),
-                        np.column_stack([sub["first_score"].to_numpy(), sub[col].to_numpy()]),
-                        sub["therapist_id"].rank("dense").to_numpy(),  # ids as ints: fast
-                    )
+                x = np.column_stack([sub["first_score"].to_numpy(), sub[col].to_numpy(),
+                                     clinic_dummies(sub)]) if sub.height else None
+                if (x is not None and sub.height >= max(5, x.shape[1] + 3)
+                        and sub[col].std() > 0 and row["n_therapists"] >= 2):
+                    fit = ols_cluster(sub["change"].to_numpy(), x,
+                                      therapist_units(sub).to_numpy())
                     lo, hi = fit.ci(2)
                     row.update(estimate=float(fit.coef[2]), ci_low=lo, ci_high=hi)
                 rows.append(row)
@@ -146,7 +168,8 @@ def practice_effect(
         "practice": pl.String, "n": pl.Int64, "n_clients": pl.Int64, "n_therapists": pl.Int64,
         "estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
     }).with_columns(
-        pl.lit("change ~ intake + exposure; OLS, CR1 by therapist").alias("method"),
+        pl.lit("change ~ intake + exposure (+ clinic when pooled); OLS, CR1 by clinic x "
+               "therapist").alias("method"),
         pl.lit(True).alias("observational"),
     ).with_columns(pl.col(c).fill_nan(None) for c in ("estimate", "ci_low", "ci_high"))
 
@@ -192,7 +215,8 @@ def outcome_by_exposure_level(
         "reliably_improved": pl.Int64,
     }).with_columns(
         *wilson_exprs(pl.col("reliably_improved"), pl.col("n"), "reliable_improvement_rate"),
-        pl.lit("ANCOVA: improvement ~ intake + level, at mean intake; CR1 by therapist")
+        pl.lit("ANCOVA: improvement ~ intake + level (+ clinic when pooled), at the mean "
+               "intake and clinic mix; CR1 by clinic x therapist")
         .alias("adjustment"),
         pl.lit(True).alias("observational"),
         *[pl.col(c).fill_nan(None) for c in ("adjusted_mean_improvement", "ci_low", "ci_high")],
@@ -207,11 +231,13 @@ def _level_rows(part: pl.DataFrame, col: str, cell: dict) -> list[dict]:
     dummies = np.column_stack(
         [(part["level"] == lv).to_numpy().astype(float) for lv in levels[1:]]
     ) if len(levels) > 1 else np.zeros((part.height, 0))
-    x = np.column_stack([part["first_score"].to_numpy(), dummies])
-    can_fit = part.height > x.shape[1] + 2 and part["therapist_id"].n_unique() >= 2
+    clinics = clinic_dummies(part)
+    x = np.column_stack([part["first_score"].to_numpy(), dummies, clinics])
+    can_fit = part.height > x.shape[1] + 2 and n_therapists(part) >= 2
     fit = ols_cluster(part["improvement"].to_numpy(), x,
-                      part["therapist_id"].rank("dense").to_numpy()) if can_fit else None
+                      therapist_units(part).to_numpy()) if can_fit else None
     mean_intake = float(part["first_score"].mean())
+    clinic_mix = clinics.mean(axis=0) if clinics.shape[1] else np.zeros(0)
     rows = []
     for j, lv in enumerate(levels):
         sub = part.filter(pl.col("level") == lv)
@@ -221,11 +247,12 @@ def _level_rows(part: pl.DataFrame, col: str, cell: dict) -> list[dict]:
             c[0], c[1] = 1.0, mean_intake
             if j > 0:
                 c[1 + j] = 1.0
+            c[len(fit.coef) - len(clinic_mix):] = clinic_mix
             est, lo, hi = fit.contrast_ci(c)
         rows.append({
             **cell, "level": lv, "n": sub.height,
             "n_clients": sub["client_key"].n_unique(),
-            "n_therapists": sub["therapist_id"].n_unique(),
+            "n_therapists": n_therapists(sub),
             "mean_exposure": float(sub[col].mean()),
             "raw_mean_improvement": float(sub["improvement"].mean()),
             "adjusted_mean_improvement": est, "ci_low": lo, "ci_high": hi,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tandem.contracts import Instrument
+from tandem.core.contracts import Instrument
 
 ADMIN_KEYS = [
     "clinic_id",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from tandem.contracts import Instrument
+from tandem.core.contracts import Instrument
 
 CANONICAL_COLUMNS = [
     "clinic_id",

@@ -1,5 +1,5 @@
 """Interval helpers: Wilson for rates, t for means, Fisher z for correlations, OLS with
-cluster-robust (by therapist) standard errors.
+cluster-robust (by clinic x therapist) standard errors.
 
 The quantiles come from scipy; the formulas are written as Polars expressions so they run
 per group without Python loops. Tests check them against scipy's own implementations.
@@ -108,7 +108,8 @@ def ols_cluster(y: np.ndarray, x: np.ndarray, clusters: np.ndarray | None = None
     Stata small-sample factor G/(G-1)·(n-1)/(n-k)); t on G-1 df. Without clusters, classic SEs.
 
     Clustering by therapist, because clients of one therapist share the therapist's effect and
-    their outcomes are not independent.
+    their outcomes are not independent. ``clusters`` must identify a therapist within their
+    clinic (ids are clinic-local): see ``practice.therapist_units``.
     """
     x = np.asarray(x, dtype=float)
     if x.ndim == 1:

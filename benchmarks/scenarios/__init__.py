@@ -85,16 +85,20 @@ def registry() -> dict[str, Scenario]:
         "ingest": ingest.ingest_single,
         "backfill": ingest.backfill,
         "aggregate": external.aggregate,
+        "scaling": external.scaling,
         "dashboard": external.dashboard,
         "latency": external.latency,
         "generate": external.generate,
+        "cli_ingest": external.cli_ingest,
     }
 
 
 # Which scenarios a size runs by default (the table: back-fill, dashboard and
 # latency are specified at 1 M; ingest, aggregate and generate also at 10 M).
 DEFAULT_SCENARIOS = {
-    "small": ["ingest", "backfill", "aggregate", "dashboard", "latency", "generate"],
-    "reference": ["ingest", "backfill", "aggregate", "dashboard", "latency", "generate"],
+    "small": ["ingest", "backfill", "aggregate", "scaling", "dashboard", "latency", "generate",
+              "cli_ingest"],
+    "reference": ["ingest", "backfill", "aggregate", "scaling", "dashboard", "latency",
+                  "generate", "cli_ingest"],
     "large": ["ingest", "aggregate", "generate"],
 }

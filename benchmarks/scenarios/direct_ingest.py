@@ -1,4 +1,5 @@
-"""Tandem's ingest work without Prefect: ``flows.ingest.process_files`` (chunked validation).
+"""Tandem's ingest work without Prefect: ``tandem.pipeline.ingest.process_files`` (chunked
+validation).
 
     python -m benchmarks.scenarios.direct_ingest AS_OF PATH [PATH...]
 
@@ -19,10 +20,10 @@ from pathlib import Path
 
 def main(argv: list[str]) -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    from flows.ingest import process_files
-    from tandem.contracts import load_clinic_contracts, load_instruments
-    from tandem.pseudonym import load_key
-    from tandem.settings import get_settings
+    from tandem.core.contracts import load_clinic_contracts, load_instruments
+    from tandem.core.pseudonym import load_key
+    from tandem.core.settings import get_settings
+    from tandem.pipeline.ingest import IngestRun, process_files
 
     as_of = dt.date.fromisoformat(argv[0])
     settings = get_settings()
@@ -31,9 +32,9 @@ def main(argv: list[str]) -> None:
     key = load_key(settings)
     statuses: Counter[str] = Counter()
     loaded = 0
-    for r in process_files([Path(p) for p in argv[1:]], settings=settings,
-                           contracts=contracts, instruments=instruments, key=key,
-                           trigger="bench", as_of=as_of):
+    for r in process_files([Path(p) for p in argv[1:]], IngestRun(
+        settings=settings, contracts=contracts, instruments=instruments,
+        key=key, trigger="bench", as_of=as_of)):
         statuses[r.status] += 1
         loaded += r.rows_loaded
     print(json.dumps({"files": len(argv) - 1, "rows_loaded": loaded,

@@ -81,6 +81,20 @@ def aggregate(ctx: Context) -> list[StepResult]:
     return _from_outputs("aggregate", ctx, outer)
 
 
+def scaling(ctx: Context) -> list[StepResult]:
+    """benchmarks/bench_scaling.py: ingest with one and two worker processes, and the
+    aggregate's per-clinic fan-out, on the SQLite and the PostgreSQL catalog."""
+    if not _script("bench_scaling").exists():
+        return _missing("scaling", ctx, "bench_scaling")
+    size = "small" if ctx.size == "small" else "reference"
+    cmd = [PYTHON, str(_script("bench_scaling")), "--size", size,
+           "--workdir", str(ctx.workdir / "scaling")]
+    outer = measure("scaling", ctx.size, "bench_scaling.py", "info", lambda i: cmd,
+                    repeat=1, setup=lambda i: ctx.base_env(), timeout=ctx.timeout,
+                    logdir=ctx.logdir)
+    return _from_outputs("scaling", ctx, outer)
+
+
 def dashboard(ctx: Context) -> list[StepResult]:
     """benchmarks/bench_dashboard.py: server-side render of every page (AppTest)."""
     if not _script("bench_dashboard").exists():
@@ -158,3 +172,24 @@ def generate(ctx: Context) -> list[StepResult]:
             r.note = (f"{rep.get('administrations', 0):,} administrations, "
                       f"{rep.get('files', 0):,} files, {rep.get('workers')} workers")
     return results
+
+
+def cli_ingest(ctx: Context) -> list[StepResult]:
+    """benchmarks/bench_cli_ingest.py: one small file through the whole ``tandem ingest``
+    command, with no Prefect server and with one running (issue 15: under 5 s each)."""
+    if not _script("bench_cli_ingest").exists():
+        return _missing("cli_ingest", ctx, "bench_cli_ingest")
+    cmd = [PYTHON, str(_script("bench_cli_ingest")), "--repeat", str(max(ctx.repeat, 5))]
+    outer = measure("cli_ingest", ctx.size, "bench_cli_ingest.py", "info", lambda i: cmd,
+                    repeat=1, setup=lambda i: ctx.base_env(), timeout=ctx.timeout,
+                    logdir=ctx.logdir)
+    results = _from_outputs("cli_ingest", ctx, outer)
+    for r in results:
+        rep = r.details.get("reported", {})
+        if rep:
+            r.runs_s = rep.get("runs_s", r.runs_s)
+            r.peak_tree_mib = rep.get("peak_tree_mib")
+            r.note = (f"{rep.get('rows_per_file')} rows per file; target under "
+                      f"{rep.get('target_s')} s: {'met' if rep.get('met') else 'missed'}")
+    return results
+

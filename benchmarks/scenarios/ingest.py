@@ -10,7 +10,7 @@ Steps (each a child process, each repeat into a fresh TANDEM_HOME / database fil
   ``tandem serve`` runs in production. **Targets are judged on this step.**
 - ``tandem ingest (temporary server)``: the same command with no API URL, so Prefect
   starts (and stops) a temporary server inside the command, as on a laptop.
-- ``process_file, no Prefect`` (info): flows.ingest.process_file for each file; the
+- ``process_file, no Prefect`` (info): tandem.pipeline.ingest.process_file for each file; the
   difference to the commands is the fixed cost of the CLI, Prefect and its server.
 
 At ``large`` (10 M, where the issue sets no baseline) only DuckDB and the served command
@@ -36,7 +36,7 @@ from benchmarks.scenarios import Context, free_port
 
 # The installed console script when there is one (what a user runs), else the module.
 _SCRIPT = Path(PYTHON).parent / "tandem"
-TANDEM = [str(_SCRIPT)] if _SCRIPT.exists() else [PYTHON, "-m", "tandem.cli"]
+TANDEM = [str(_SCRIPT)] if _SCRIPT.exists() else [PYTHON, "-m", "tandem.app.cli"]
 SERVED = "tandem ingest (served API)"
 TEMPORARY = "tandem ingest (temporary server)"
 DIRECT = "process_file, no Prefect"

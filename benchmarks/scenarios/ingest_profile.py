@@ -14,7 +14,7 @@ and the child's peak RSS:
 - ``duckdb``: ``CREATE TABLE t AS SELECT * FROM read_csv(...)`` of the CSV files;
 - ``tandem[DIR]``: the ingest work without Prefect, with the code tree DIR on
   ``sys.path`` (e.g. a copy of the tree before a change, then the current tree). It calls
-  ``flows.ingest.process_files`` when the tree has it, else ``process_file`` per file.
+  ``tandem.pipeline.ingest.process_files``.
 
 Prints one JSON line per step and a summary table; ``--profile FILE`` writes a cProfile
 of the (last) Tandem step.
@@ -52,26 +52,22 @@ import datetime as dt, json, os, sys
 from collections import Counter
 from pathlib import Path
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-import flows.ingest as ingest
-from tandem.contracts import load_clinic_contracts, load_instruments
-from tandem.pseudonym import load_key
-from tandem.settings import get_settings
+import tandem.pipeline.ingest as ingest
+from tandem.core.contracts import load_clinic_contracts, load_instruments
+from tandem.core.pseudonym import load_key
+from tandem.core.settings import get_settings
 paths = [Path(p) for p in json.loads(Path(sys.argv[1]).read_text())]
 as_of = dt.date.fromisoformat(sys.argv[2])
 settings = get_settings()
 settings.ensure_dirs()
-kw = dict(settings=settings, contracts=load_clinic_contracts(settings),
-          instruments=load_instruments(settings), key=load_key(settings), trigger="bench",
-          as_of=as_of)
+run = ingest.IngestRun(settings, load_clinic_contracts(settings), load_instruments(settings),
+                       load_key(settings), trigger="bench", as_of=as_of)
 prof = None
 if len(sys.argv) > 3 and sys.argv[3]:
     import cProfile
     prof = cProfile.Profile()
     prof.enable()
-if hasattr(ingest, "process_files"):
-    results = ingest.process_files(paths, **kw)
-else:
-    results = [ingest.process_file(p, **kw) for p in paths]
+results = ingest.process_files(paths, run)
 if prof is not None:
     prof.disable()
     prof.dump_stats(sys.argv[3])

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from tandem.contracts import ClinicContract
+from tandem.core.contracts import ClinicContract
 from tandem.synth.options import GenerateOptions
 
 Format = Literal["canonical_csv", "redcap_csv", "fhir_ndjson", "excel"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tandem.contracts import write_clinic_contract
+from tandem.core.contracts import write_clinic_contract
 from tandem.synth import model as m
 from tandem.synth.clinics import ClinicSpec, make_clinics
 from tandem.synth.faults import OUTCOMES

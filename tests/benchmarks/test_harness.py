@@ -74,3 +74,23 @@ def test_small_ingest_end_to_end(tmp_path: Path) -> None:
     md = out.read_text()
     assert "| ingest | small |" in md and "## Targets" in md
     assert any(v.scenario == "ingest" for v in report.verdicts(store))
+
+
+def test_a_stopped_runs_finished_steps_are_read_from_its_log() -> None:
+    from benchmarks.record_from_log import steps_from_log
+
+    log = "\n".join([
+        "[bench] large ingest ...",
+        "[bench]   duckdb read_csv: ok median 102.395 s, peak 784.3 MiB",
+        "[bench]   tandem ingest (served API): ok median 521.784 s, peak 2206.6 MiB",
+        "[bench] ingest done in 754 s",
+        "[bench] large aggregate ...",
+        "[bench]   aggregate_full: ok median 533.29 s, peak 5690.6 MiB",
+        "[bench] large dashboard ...",  # stopped here: aggregate never finished
+    ])
+    found = steps_from_log(log, "large")
+    assert list(found) == ["ingest"]
+    duck, served = found["ingest"]
+    assert (duck.role, duck.median_s, duck.peak_rss_mib) == ("baseline", 102.395, 784.3)
+    assert (served.role, served.median_s) == ("tandem", 521.784)
+    assert steps_from_log(log, "reference") == {}

@@ -1,8 +1,9 @@
 """A synthetic published snapshot for dashboard tests, the e2e test and the benchmark.
 
 Responses for three clinics (two ORS/SRS/PRACTICE/CollaboRATE clinics, one PHQ-9/GAD-7/WAI-SR
-clinic) go through the real ``transforms.marts.build_marts`` and ``tandem.publish``, with audit
-tables shaped like the warehouse's, so the pages are tested against the marts they will read.
+clinic) go through the real ``transforms.marts.build_marts`` and ``tandem.core.published``,
+with audit tables shaped like the warehouse's, so the pages are tested against the marts
+they will read.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import numpy as np
 import polars as pl
 
-from tandem import publish
-from tandem.contracts import load_instruments
-from tandem.settings import Settings
+from tandem.core import published
+from tandem.core.contracts import load_instruments
+from tandem.core.settings import Settings
 from transforms.marts import MartParams, build_marts
 
 START = dt.date(2024, 1, 1)
@@ -199,13 +200,15 @@ def build_snapshot_marts(settings: Settings, n_clients: int = 900, seed: int = 7
     return marts
 
 
-def publish_synthetic(settings: Settings, n_clients: int = 900, seed: int = 7) -> publish.Snapshot:
+def publish_synthetic(
+    settings: Settings, n_clients: int = 900, seed: int = 7,
+) -> published.Snapshot:
     """Build and publish a synthetic snapshot into ``settings``' TANDEM_HOME."""
     responses, batches = synthetic_responses(n_clients, seed)
     params = MartParams(gap_days=settings.episode_gap_days, open_days=settings.episode_open_days,
                         min_cell_size=settings.min_cell_size, as_of=AS_OF)
     marts = build_marts(responses, load_instruments(settings), params)
     marts.update(audit_tables(responses, batches))
-    return publish.publish(marts, settings, meta={
+    return published.publish(marts, settings, meta={
         "as_of": AS_OF.isoformat(), "synthetic": True,
         "administrations": administrations(responses), "responses": responses.height})

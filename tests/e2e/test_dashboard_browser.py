@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dashboards import auth
-from tandem.settings import Settings
+from tandem.core.settings import Settings
 from tests.dashboards.synthetic import publish_synthetic
 
 CHROMIUM = Path(os.environ.get("TANDEM_CHROMIUM", "/usr/bin/chromium"))
@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "docs" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Off-track last: the test then reads what a director is told there.
 DIRECTOR_PAGES = ["Overview", "Collaborative practices", "Alliance", "Therapists",
-                  "Off-track episodes"]
+                  "Effect sizes", "Outcome definitions", "Off-track episodes"]
 QUALITY_PAGES = ["Loads and quarantine", "Validation history", "Lineage", "Completeness",
                  "Off-track episodes"]
 

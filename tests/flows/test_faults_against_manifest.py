@@ -8,10 +8,10 @@ Runs the real ``ingest`` flow on a temporary Prefect server.
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from tests.flows.synth_support import (
+from tandem.core import warehouse
+from tests.synth_support import (
     expected_refs,
     generate_small,
     install_contracts,
@@ -68,7 +68,7 @@ def test_quarantine_matches_the_manifest_exactly(prefect_server, tandem_home, ge
     # Accounting, per batch, as returned and as recorded.
     for r in results:
         assert r["rows_received"] == r["rows_loaded"] + r["rows_quarantined"] + r["rows_duplicate"]
-    con = duckdb.connect(str(tandem_home.warehouse_path), read_only=True)
+    con = warehouse.connect(tandem_home, read_only=True)
     bad = con.execute(
         "SELECT batch_id FROM batch WHERE rows_received "
         "<> rows_loaded + rows_quarantined + rows_duplicate").fetchall()

@@ -6,10 +6,9 @@ and checks the numbers against a case computed by hand.
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from tandem import publish
+from tandem.core import published, warehouse
 from tests.conftest import HEADER, canonical_rows
 
 
@@ -46,9 +45,9 @@ def test_ingest_then_aggregate_publishes_hand_computed_numbers(
     assert batch["rows_quarantined"] == batch["rows_duplicate"] == 0
 
     info = aggregate(as_of="2026-02-01")
-    snap = publish.current(tandem_home)
+    snap = published.current(tandem_home)
     assert snap is not None and snap.version == info["version"]
-    con = duckdb.connect(str(snap.path), read_only=True)
+    con = published.open_snapshot(snap)
 
     ors = con.execute(
         "SELECT therapist_id, first_score, last_score, change, sessions FROM episode_measure "
@@ -73,5 +72,5 @@ def test_the_same_file_twice_changes_nothing(prefect_server, tandem_home, two_cl
     assert first["status"] == "loaded"
     assert second["status"] == "duplicate_file"
     assert second["rows_duplicate"] == second["rows_received"] == 36
-    con = duckdb.connect(str(tandem_home.warehouse_path), read_only=True)
+    con = warehouse.connect(tandem_home, read_only=True)
     assert con.execute("SELECT count(*) FROM response").fetchone()[0] == 36

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
+from tandem.core import warehouse
 from tests.conftest import HEADER, canonical_rows
 
 
@@ -22,7 +21,7 @@ def test_ors_item_of_11_is_quarantined_and_the_rest_loads(prefect_server, tandem
 
     assert batch["status"] == "loaded"
     assert (batch["rows_received"], batch["rows_loaded"], batch["rows_quarantined"]) == (8, 7, 1)
-    con = duckdb.connect(str(tandem_home.warehouse_path), read_only=True)
+    con = warehouse.connect(tandem_home, read_only=True)
     [(row, rule, reason, raw)] = con.execute(
         "SELECT source_row, rule, reason, raw_values FROM quarantine"
     ).fetchall()
@@ -50,7 +49,7 @@ def test_unreadable_file_is_recorded_as_failed_and_kept(prefect_server, tandem_h
     [batch] = ingest([str(path)], clinic_id="northside")
     assert batch["status"] == "failed"
     assert "missing ['client_id']" in batch["reason"]
-    con = duckdb.connect(str(tandem_home.warehouse_path), read_only=True)
+    con = warehouse.connect(tandem_home, read_only=True)
     stored, status = con.execute("SELECT stored_path, status FROM batch").fetchone()
     assert status == "failed"
     assert Path(stored).read_bytes() == path.read_bytes()  # kept for a re-run

@@ -6,6 +6,7 @@ deep into each reader instead of stopping at the first byte.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -119,13 +120,34 @@ def ndjson_mutations(seed: bytes) -> st.SearchStrategy[bytes]:
     return mutate()
 
 
+@functools.lru_cache(maxsize=8)
+def excel_bombs(sheet: str) -> tuple[bytes, ...]:
+    """The two workbooks that took the Excel parser down (issue 17), named like the seed's
+    period sheet so a reader would parse them, and the same bomb with its sizes lying:
+
+    - one cell at XFD1048576 beside A1 (8 KB): calamine asks for 512 GiB and aborts;
+    - 64 MiB of sheet XML packed ~1,000 times (a zip bomb; 3 GiB in the issue);
+    - that bomb with the zip directory declaring 1 MB for the sheet."""
+    from tests.reliability.xlsx_factory import (
+        patch_declared_size,
+        stray_cell_xlsx,
+        string_bomb_xlsx,
+    )
+
+    bomb = string_bomb_xlsx(64 << 20, sheet=sheet)
+    lying = patch_declared_size(bomb, "xl/worksheets/sheet1.xml", 1_000_000)
+    return stray_cell_xlsx(sheet=sheet), bomb, lying
+
+
 def excel_mutations(seed: bytes) -> st.SearchStrategy[bytes]:
-    """Workbooks rewritten with formulas, impossible dates, huge text and odd sheets."""
+    """Workbooks rewritten with formulas, impossible dates, huge text and odd sheets; and the
+    bombs (:func:`excel_bombs`)."""
     import fastexcel
 
     book = fastexcel.read_excel(seed)
     sheets = {n: book.load_sheet(n, header_row=None, dtypes="string").to_polars().rows()
               for n in book.sheet_names}
+    bombs = st.sampled_from(excel_bombs(book.sheet_names[0]))
 
     @st.composite
     def mutate(draw) -> bytes:
@@ -176,7 +198,7 @@ def excel_mutations(seed: bytes) -> st.SearchStrategy[bytes]:
                 zout.writestr(n, zin.read(n))
         return buf.getvalue()
 
-    return mutate()
+    return st.one_of(mutate(), bombs)
 
 
 def mutations_for(fmt: str, seed: bytes, encoding: str = "utf-8") -> st.SearchStrategy[bytes]:

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
-from tandem.settings import REPO_ROOT, Settings
+from tandem.core.settings import Settings
+from tests.conftest import REPO_ROOT
 
 AS_OF = dt.date(2026, 6, 30)
 CHILD = "tests.reliability.ingest_child"
@@ -24,7 +23,7 @@ CHILD = "tests.reliability.ingest_child"
 
 @dataclass
 class Pipeline:
-    """``flows.ingest.process_file`` on one TANDEM_HOME, contracts and key loaded once."""
+    """``tandem.pipeline.ingest.process_file`` on one TANDEM_HOME, contracts and key loaded once."""
 
     settings: Settings
     key: bytes = b"test-only-key"
@@ -32,17 +31,17 @@ class Pipeline:
     instruments: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from tandem.contracts import load_clinic_contracts, load_instruments
+        from tandem.core.contracts import load_clinic_contracts, load_instruments
 
         self.contracts = load_clinic_contracts(self.settings)
         self.instruments = load_instruments(self.settings)
 
     def load(self, path: Path, clinic: str | None = None):
-        from flows.ingest import process_file
+        from tandem.pipeline.ingest import IngestRun, process_file
 
-        return process_file(path, settings=self.settings, contracts=self.contracts,
-                            instruments=self.instruments, key=self.key, clinic_hint=clinic,
-                            as_of=AS_OF)
+        return process_file(path, IngestRun(
+            settings=self.settings, contracts=self.contracts, instruments=self.instruments,
+            key=self.key, clinic_hint=clinic, as_of=AS_OF))
 
 
 def install_contracts(settings: Settings, corpus: Path) -> None:
@@ -53,11 +52,11 @@ def install_contracts(settings: Settings, corpus: Path) -> None:
         shutil.copyfile(contract, target / contract.name)
 
 
-def warehouse_state(settings: Settings, lock_timeout: float = 30) -> dict:
-    """Counts per table and the batch rows, read under the writer lock (proves it is free)."""
-    from tandem import warehouse
+def warehouse_state(settings: Settings) -> dict:
+    """Counts per table and the batch rows, as a reader sees them (one snapshot)."""
+    from tandem.core import warehouse
 
-    with warehouse.writer(settings, timeout=lock_timeout) as con:
+    with warehouse.reader(settings) as con:
         batches = con.execute(
             "SELECT batch_id, status, content_sha256, rows_received, rows_loaded, "
             "rows_quarantined, rows_duplicate FROM batch ORDER BY batch_id"
@@ -198,14 +197,17 @@ def scan_bytes(paths: list[Path], needles: set[bytes]) -> dict[str, list[str]]:
     return hits
 
 
-def open_snapshot_tables(path: Path) -> dict[str, int]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0]  # noqa: S608
-                for n in names}
-    finally:
-        con.close()
+def open_snapshot_tables(settings: Settings, snap) -> dict[str, int]:  # noqa: ANN001
+    """Rows of every table of a publication, read at its snapshot (but the log of
+    publications, which a restore adds to)."""
+    from tandem.core import published
+
+    with published.reading(snap, settings) as con:
+        names = [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'marts'").fetchall()]
+        return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0]  # noqa: S608 - table names come from the snapshot or the test itself
+                for n in names if n != published.PUBLICATION}
 
 
 def generate_corpus(out: Path, seed: int = 3, **faults: float) -> Path:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from flows.ingest import process_file
-    from tandem.contracts import load_clinic_contracts, load_instruments
-    from tandem.pseudonym import load_key
-    from tandem.settings import get_settings
-    from tandem.validation import get_validator
+    from tandem.core.contracts import load_clinic_contracts, load_instruments
+    from tandem.core.pseudonym import load_key
+    from tandem.core.settings import get_settings
+    from tandem.pipeline.ingest import IngestRun, process_file
+    from tandem.quality.gx_runner import get_validator
     from tests.reliability.helpers import AS_OF
 
     settings = get_settings()
@@ -36,8 +36,9 @@ def main(argv: list[str]) -> int:
     get_validator()
     *before, last = [Path(a) for a in argv]
     for path in before:
-        process_file(path, settings=settings, contracts=contracts, instruments=instruments,
-                     key=key, as_of=AS_OF)
+        process_file(path, IngestRun(
+            settings=settings, contracts=contracts, instruments=instruments,
+            key=key, as_of=AS_OF))
     print("READY", flush=True)
     go = os.environ.get("TANDEM_TEST_GO")
     while go and not Path(go).exists():
@@ -48,8 +49,9 @@ def main(argv: list[str]) -> int:
     if limit:  # a full disk: writing past this many bytes fails with EFBIG
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
-    result = process_file(last, settings=settings, contracts=contracts,
-                          instruments=instruments, key=key, as_of=AS_OF)
+    result = process_file(last, IngestRun(
+        settings=settings, contracts=contracts, instruments=instruments,
+        key=key, as_of=AS_OF))
     summary = {k: v for k, v in asdict(result).items() if isinstance(v, str | int | None)}
     print("RESULT " + json.dumps(summary), flush=True)
     return 0

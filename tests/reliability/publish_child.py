@@ -26,10 +26,10 @@ def marts(rows: int) -> dict[str, pl.DataFrame]:
 
 
 def main(argv: list[str]) -> int:
-    from tandem import publish
+    from tandem.core import published
 
     if os.environ.get("TANDEM_TEST_FIRST"):
-        publish.publish(marts(100), meta={"as_of": "first"})
+        published.publish(marts(100), meta={"as_of": "first"})
     print("READY", flush=True)
     if os.environ.get("TANDEM_TEST_FAULT"):
         os.environ["TANDEM_FAULT_POINT"] = os.environ["TANDEM_TEST_FAULT"]
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     if limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
-    snap = publish.publish(marts(int(argv[0])), meta={"as_of": "second"})
+    snap = published.publish(marts(int(argv[0])), meta={"as_of": "second"})
     print(f"RESULT {snap.version}", flush=True)
     return 0
 

@@ -1,11 +1,11 @@
 """Bad input, property-based: every reader and contract, fed mutated files, never crashes.
 
-Generic over ``flows.sources.reader_for(format)``: every format a generated clinic uses
+Generic over ``tandem.pipeline.sources.reader_for(format)``: every format a generated clinic uses
 is fuzzed, so a new reader is covered as soon as ``tandem.synth`` writes its files.
 
 - Reader level (fast, many cases): a reader returns canonical rows or raises
   ``SourceError`` with a reason, within a time bound.
-- Pipeline level (``flows.ingest.process_file`` with the real GX contract): every file
+- Pipeline level (``tandem.pipeline.ingest.process_file`` with the real GX contract): every file
   ends as a batch that loaded, quarantined or failed with a reason; the accounting
   identity holds against the warehouse; the kept copy stays under ``received/``.
 """
@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from flows.sources import SourceError, reader_for, split_notes
-from tandem.contracts import load_clinic_contracts
-from tandem.settings import Settings
+from tandem.core.contracts import load_clinic_contracts
+from tandem.core.settings import Settings
+from tandem.pipeline.sources import SourceError, reader_for, split_notes
 from tests.reliability import fuzz_inputs as fz
 from tests.reliability import helpers as h
 from transforms.staging import CANONICAL_COLUMNS
@@ -190,6 +190,28 @@ NAMED_CASES = {  # bad-input class -> bytes, applied to each format's smallest s
     "deeply nested JSON line": lambda s: s + fz._nested(100_000) + b"\n",
     "one huge line (8 MB)": lambda s: s + b"x" * 8_000_000 + b"\n",
 }
+
+
+@pytest.mark.parametrize("bomb", ["stray far cell", "zip bomb", "zip bomb, sizes lying"])
+def test_excel_bombs_are_refused_by_the_reader_and_the_ingest(seeds, fuzz_home, tmp_path, bomb):
+    """The two workbooks that took the Excel parser (and the whole run) down: refused with a
+    reason before parsing, quickly, at the reader and through the whole ingest."""
+    contract, files = seeds["excel"]
+    data = fz.excel_bombs(_sheet_of(files[0]))[["stray far cell", "zip bomb",
+                                                 "zip bomb, sizes lying"].index(bomb)]
+    with time_limit(READER_SECONDS), pytest.raises(SourceError) as info:
+        reader_for("excel")(data, contract, "march.xlsx")
+    assert {"stray far cell": "XFD1048576", "zip bomb": "times smaller when packed",
+            "zip bomb, sizes lying": "declared size"}[bomb] in str(info.value), info.value
+    path = tmp_path / "march.xlsx"
+    path.write_bytes(data)
+    assert check_outcome(fuzz_home, path, contract.clinic_id, "excel") == "failed"
+
+
+def _sheet_of(path: Path) -> str:
+    import fastexcel
+
+    return fastexcel.read_excel(path.read_bytes()).sheet_names[0]
 
 
 @pytest.mark.parametrize("case", list(NAMED_CASES))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi import testclient
 
-from tandem import api
-from tandem.settings import Settings
+from tandem.app import api
+from tandem.core.settings import Settings
 
 BODY = b"clinic_id,client_id,therapist_id,session_date,session_number,instrument,item,score\n"
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from dashboards import auth
-from tandem.settings import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 DASH = REPO_ROOT / "dashboards"
-PAGES = DASH / "pages"
+PAGES = DASH / "views"
 
 
 def _page_lists() -> dict[str, list[str]]:
-    """DIRECTOR_PAGES, QUALITY_PAGES, ADMIN_PAGES from dashboards/app.py (without running it)."""
-    tree = ast.parse((DASH / "app.py").read_text())
+    """DIRECTOR_PAGES, QUALITY_PAGES, ADMIN_PAGES from dashboards/main.py (without running it)."""
+    tree = ast.parse((DASH / "main.py").read_text())
     out = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) \

@@ -2,26 +2,31 @@
 
 A demo-like run in real processes: generate clinic files in all four formats (with
 truncated and corrected files, so failure reasons and superseded batches occur), then
-``tandem ingest`` and ``tandem aggregate`` through Prefect with an ephemeral server whose
-database lives under ``TANDEM_HOME/prefect``. Then every place is scanned: the warehouse
-and published snapshots (bytes, and every value of every table, since DuckDB compresses
-strings), validation reports, Prefect's database (flow and task run parameters, logs,
-events), and everything the commands printed.
+``tandem ingest`` and ``tandem aggregate`` recording their runs (parameters, logs,
+events) in a Prefect server whose database lives under ``TANDEM_HOME/prefect`` (the
+command line runs without Prefect unless a server is configured, so one is started
+here). Then every place is scanned: the lake (the bytes of its catalog and data files,
+every value of every table, since Parquet compresses and encrypts strings, and every value
+the catalog keeps in plain text, its column statistics among them), validation reports,
+Prefect's database (flow run parameters, logs, events), and everything the commands printed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
-from tandem.settings import REPO_ROOT, Settings
+from tandem.core import published, warehouse
+from tandem.core.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.flows.servers import prefect_server
 from tests.reliability import helpers as h
 
 KEY = "privacy-scan-key-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
@@ -44,12 +49,15 @@ def demo(tmp_path_factory) -> dict:
                PREFECT_SERVER_ANALYTICS_ENABLED="false", GX_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", PYTHONPATH=str(REPO_ROOT))
     outputs = []
-    for args in (["ingest", str(corpus / "files"), "--as-of", h.AS_OF.isoformat()],
-                 ["aggregate", "--as-of", h.AS_OF.isoformat()]):
-        proc = subprocess.run([sys.executable, "-m", "tandem.cli", *args], cwd=REPO_ROOT,
-                              env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode in (0, 3), proc.stderr[-3000:]  # 3: some files failed
-        outputs.append(proc.stdout + proc.stderr)
+    with prefect_server(home.prefect_home) as api_url:
+        env["PREFECT_API_URL"] = api_url
+        for args in (["-v", "ingest", str(corpus / "files"), "--as-of", h.AS_OF.isoformat()],
+                     ["-v", "aggregate", "--as-of", h.AS_OF.isoformat()]):
+            proc = subprocess.run([sys.executable, "-m", "tandem.app.cli", *args],
+                                  cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                  timeout=900)
+            assert proc.returncode in (0, 3), proc.stderr[-3000:]  # 3: some files failed
+            outputs.append(proc.stdout + proc.stderr)
     truth = pl.read_parquet(corpus / "truth_episodes.parquet")
     ids = set(truth["client_id"].unique().to_list())
     text_ids = set()
@@ -72,14 +80,27 @@ def _written_files(home: Settings) -> list[Path]:
     return out
 
 
-def _duckdb_values(path: Path) -> str:
-    """Every value of every table, as text (DuckDB compresses strings on disk)."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
+def _lake_values(home: Settings, schemas: tuple[str, ...]) -> str:
+    """Every value of every table of these lake schemas, as text (Parquet compresses and,
+    here, encrypts strings on disk)."""
+    with warehouse.reader(home) as con:
         parts = []
-        for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall():
-            parts.append(repr(con.execute(f'SELECT * FROM "{name}"').fetchall()))  # noqa: S608
+        for schema, name in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE database_name = 'lake'").fetchall():
+            if schema in schemas:
+                parts.append(repr(con.execute(
+                    f'SELECT * FROM lake."{schema}"."{name}"').fetchall()))  # noqa: S608 - table names come from the snapshot or the test itself
         return "\n".join(parts)
+
+
+def _catalog_values(home: Settings) -> str:
+    """Every value the SQLite catalog holds in plain text (column statistics included)."""
+    con = sqlite3.connect(home.lake_dir / "catalog.sqlite")
+    try:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return "\n".join(repr(con.execute(f'SELECT * FROM "{n}"').fetchall())  # noqa: S608 - table names come from the snapshot or the test itself
+                         for n in names)
     finally:
         con.close()
 
@@ -89,7 +110,7 @@ def test_the_demo_run_loaded_failed_and_published(demo):
     state = h.warehouse_state(home)
     statuses = {b[1] for b in state["batches"]}
     assert "loaded" in statuses and "failed" in statuses  # truncated files fail
-    assert (home.published_dir / "CURRENT").exists()
+    assert published.current(home) is not None
     assert any(home.prefect_home.rglob("*.db")), "Prefect kept no database under PREFECT_HOME"
 
 
@@ -101,16 +122,15 @@ def test_no_raw_client_id_in_any_file_tandem_or_prefect_wrote(demo):
     assert hits == {}, f"raw client ids found: {hits}"
 
 
-@pytest.mark.parametrize("which", ["warehouse", "published"])
+@pytest.mark.parametrize("which", ["warehouse", "published", "catalog"])
 def test_no_raw_client_id_in_any_table_value(demo, which):
     home = demo["home"]
-    paths = ([home.warehouse_path] if which == "warehouse"
-             else sorted(home.published_dir.glob("marts-*.duckdb")))
-    assert paths
-    for path in paths:
-        text = _duckdb_values(path)
-        found = sorted(n for n in demo["needles"] if n in text)
-        assert found == [], f"{path.name} holds raw client ids: {found[:5]}"
+    text = (_lake_values(home, ("main", "locks")) if which == "warehouse"
+            else _lake_values(home, ("marts",)) if which == "published"
+            else _catalog_values(home))
+    assert len(text) > 1000
+    found = sorted(n for n in demo["needles"] if n in text)
+    assert found == [], f"the {which} holds raw client ids: {found[:5]}"
 
 
 def test_no_raw_client_id_in_what_the_commands_printed_or_logged(demo):
@@ -123,5 +143,6 @@ def test_the_pseudonym_key_is_never_written_or_logged(demo):
     files = _written_files(demo["home"])
     assert h.scan_bytes(files, {KEY.encode()}) == {}
     assert KEY not in "\n".join(demo["outputs"])
-    for path in [demo["home"].warehouse_path, *demo["home"].published_dir.glob("marts-*.duckdb")]:
-        assert KEY not in _duckdb_values(path)
+    home = demo["home"]
+    assert KEY not in _lake_values(home, ("main", "locks", "marts"))
+    assert KEY not in _catalog_values(home)

@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from tandem.contracts import ClinicContract, Instrument, load_instruments
+from tandem.core.contracts import ClinicContract, Instrument, load_instruments
 
 Finding = tuple[str, int, str]  # (file, line, outcome)
 

@@ -11,7 +11,7 @@ import fastexcel
 import polars as pl
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-from tandem.contracts import ClinicContract
+from tandem.core.contracts import ClinicContract
 from tandem.synth.manifest import read_manifest
 
 from .checks import load_contract

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import polars as pl
 import pytest
 
-from tandem.contracts import Instrument, load_instruments
+from tandem.core.contracts import Instrument, load_instruments
 
 RESPONSE_SCHEMA = {
     "clinic_id": pl.String,

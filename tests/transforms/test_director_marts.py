@@ -55,6 +55,8 @@ def test_funnel_uses_the_rates_denominators(marts):
     assert ors["episodes"] == em.height
     fin = em.filter(pl.col("finished") & pl.col("change").is_not_null())
     assert ors["caseness_at_start"] == fin.filter(pl.col("first_score") < 25).height
+    assert ors["finished"] == fin.height == em.filter(pl.col("finished")
+                                                      & (pl.col("n_scores") >= 2)).height
 
 
 def test_activity_counts_distinct_clients_per_month(marts):

@@ -62,7 +62,16 @@ def test_one_session_is_not_finished(instruments):
     admins = _admins(instruments, [(0, [2] * 4)])
     s = assign_episodes(admins, 90, dt.date(2025, 1, 1), 60)
     m = episode_measures(admins, s).row(0, named=True)
-    assert m["finished"] is False and m["change"] == 0
+    assert m["finished"] is False and m["change"] is None  # one score: no pair
+
+
+def test_one_score_is_not_a_pair(instruments):
+    """NHS Talking Therapies pairs the first and last of at least two available scores."""
+    admins = _admins(instruments, [(0, [2] * 4), (7, [3, 3, 3, None])])  # 2nd incomplete
+    s = assign_episodes(admins, 90, dt.date(2025, 1, 1), 60)
+    m = episode_measures(admins, s).row(0, named=True)
+    assert m["finished"] is True and m["n_scores"] == 1 and m["paired"] is False
+    assert (m["first_score"], m["last_score"], m["change"]) == (8, None, None)
 
 
 def test_main_therapist_is_the_one_with_most_sessions(instruments):

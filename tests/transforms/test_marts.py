@@ -7,7 +7,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
-from flows.export import export_episodes
+from tandem.pipeline.export import export_episodes
 from tests.transforms.conftest import RESPONSE_SCHEMA, answers, day, frame
 from tests.transforms.synthetic import generate
 from transforms.marts import EXPORT_COLUMNS, MartParams, build_marts

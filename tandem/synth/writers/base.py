@@ -9,7 +9,6 @@ a file is created (from a generator seeded by the file's name) and finished last
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from tandem.core.files import sha256_file
 from tandem.synth.clinics import TENTHS, ClinicSpec
 from tandem.synth.faults import (
     Fault,
@@ -269,17 +269,14 @@ class ClinicWriter:
 
     def _file_record(self, path: Path, st: FileState, role: str,
                      rel: str | None = None) -> dict:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        digest, _ = sha256_file(path)
         return {
             "file": rel or st.name,
             "clinic_id": self.spec.clinic_id,
             "format": self.spec.format,
             "role": role,
             "bytes": path.stat().st_size,
-            "sha256": h.hexdigest(),
+            "sha256": digest,
             "records": st.records,
             "administrations": st.administrations,
         }
