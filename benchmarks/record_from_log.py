@@ -23,7 +23,8 @@ from benchmarks.harness import REPO_ROOT, StepResult
 SCENARIO = re.compile(r"^\[bench\] (\w+) (\w+) \.\.\.$")
 STEP = re.compile(r"^\[bench\]   (.+): ok median ([\d.]+) s, peak ([\d.]+|None) MiB")
 DONE = re.compile(r"^\[bench\] (\w+) done in")
-BASELINES = {"duckdb read_csv", "pandas + GX", "ingest + aggregate, direct"}
+BASELINES = {"duckdb read_csv", "duckdb read_csv, read_json, fastexcel", "pandas + GX",
+             "ingest + aggregate, direct"}
 
 
 def steps_from_log(text: str, size: str) -> dict[str, list[StepResult]]:

@@ -136,7 +136,7 @@ def aggregate_on_batches(as_of: str | None = None) -> dict:
             stale = now - published_at >= cfg.aggregate_max_wait_seconds
             if first or ((behind or last_change > checked_at) and (quiet or stale)):
                 first, checked_at = False, now
-                behind = warehouse.latest_batch_id(settings, con) > in_marts
+                behind = published.marts_lag(settings, con).behind
                 if behind and (quiet or stale):
                     info = aggregate(as_of)
                     runs.append(info["version"])

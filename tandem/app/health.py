@@ -119,11 +119,10 @@ def data_parts(settings: Settings) -> list[Part]:
         parts.append(Part("published marts", False, "down",
                           f"snapshot {snap.version} cannot be read: {missing}"))
     else:
-        in_marts, _ = published.published_state(settings)
-        behind = latest is not None and latest > in_marts
-        parts.append(Part("published marts", True, "behind" if behind else "up",
+        lag = published.marts_lag(settings)
+        parts.append(Part("published marts", True, "behind" if lag.behind else "up",
                           f"snapshot {snap.version} of {snap.published_at:%Y-%m-%d %H:%M}"
-                          + (f"; batches after {in_marts} are not in it yet" if behind
+                          + (f"; {lag.missing:,} batch(es) are not in it yet" if lag.behind
                              else "")))
     return parts
 

@@ -32,9 +32,13 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tandem.core.settings import Settings, get_settings
 from tandem.pipeline import intake
+
+if TYPE_CHECKING:
+    from tandem.core.published import MartsLag
 
 log = logging.getLogger("tandem.app.watcher")
 
@@ -183,14 +187,14 @@ class InboxWatcher:
         state = batches_state(self.settings)
         if state is None:  # the lake could not be read just now: look again later
             return False
-        latest, in_marts = state
-        behind = latest if latest > max(in_marts, 0) else None
+        behind = (state.latest, state.missing) if state.behind else None
         previous, self._unpublished = self._unpublished, behind
         if behind is None or (not now and behind != previous):
             return False
-        ok = emit_marts_stale(latest, in_marts)
-        log.warning("the marts include batch %d, the warehouse has %d; tandem.marts.stale "
-                    "sent%s", in_marts, latest, "" if ok else " (NOT emitted)")
+        ok = emit_marts_stale(state.latest, state.in_marts)
+        log.warning("the marts lack %d batch(es) of the warehouse (newest %d; the marts' "
+                    "newest %d); tandem.marts.stale sent%s", state.missing, state.latest,
+                    state.in_marts, "" if ok else " (NOT emitted)")
         return True
 
     def check_marts_late(self, now: float | None = None) -> bool:
@@ -202,9 +206,9 @@ class InboxWatcher:
         state = batches_state(self.settings)
         if state is None:
             return False
-        latest, in_marts = state
+        latest, in_marts = state.latest, state.in_marts
         now = time.monotonic() if now is None else now
-        if latest <= max(in_marts, 0):
+        if not state.behind:
             self._behind_since = self._late_told = None
             return False
         if self._behind_since is None:
@@ -314,23 +318,18 @@ def server_answers() -> bool:
         return False
 
 
-def batches_state(settings: Settings) -> tuple[int, int] | None:
-    """(newest batch in the warehouse, newest in the published marts or -1).
+def batches_state(settings: Settings) -> MartsLag | None:
+    """How far the published marts are behind the warehouse.
 
     None if the lake cannot be read just now (the next look tries again).
     """
-    from tandem.core import published, warehouse
+    from tandem.core import published
 
     try:
-        if not warehouse.lake_exists(settings):
-            return 0, -1
-        with warehouse.reader(settings) as con:
-            in_marts, _ = published.published_state(settings, con)
-            latest = warehouse.latest_batch_id(settings, con)
+        return published.marts_lag(settings)
     except Exception as exc:  # noqa: BLE001 - a check; it must never stop the watcher
         log.warning("could not compare the warehouse with the marts: %s", exc)
         return None
-    return latest, in_marts
 
 
 def run(settings: Settings | None = None, stop: threading.Event | None = None) -> None:

@@ -126,6 +126,8 @@ def plan_update(settings: Settings, instruments: dict[str, Instrument], params: 
             info = {
                 "last_batch_id": int(store.scalar(
                     con, "SELECT coalesce(max(batch_id), 0) FROM batch")),
+                # what the publication holds (tandem.core.published.marts_lag)
+                "batch_count": int(store.scalar(con, "SELECT count(*) FROM batch_record")),
                 "responses": int(store.scalar(con, "SELECT count(*) FROM response")),
             }
         finally:
@@ -189,6 +191,7 @@ def row_patch(read: StateRead, params: MartParams,
 
 def publish_meta(day: dt.date, info: dict) -> dict:
     return {"as_of": day.isoformat(), "last_batch_id": info["last_batch_id"],
+            "batch_count": info["batch_count"],
             "responses": info["responses"], "aggregate_mode": info["mode"],
             "clients_recomputed": info["clients_recomputed"], "snapshot": info["snapshot"]}
 

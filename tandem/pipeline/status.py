@@ -72,11 +72,11 @@ def clinic_status(settings: Settings, now: dt.datetime | None = None) -> dict[st
             c = clinics.setdefault(key, _empty(key))
             by = c["quarantine"].setdefault(_base_rule(r["rule"]), 0)
             c["quarantine"][_base_rule(r["rule"])] = by + int(r["administrations"])
-        last_batch = warehouse.latest_batch_id(settings, con)
     if marts is not None:
-        in_marts, _ = published.published_state(settings)
-        marts["last_batch_id"] = in_marts
-        marts["behind"] = last_batch > in_marts
+        lag = published.marts_lag(settings)
+        marts["last_batch_id"] = lag.in_marts
+        marts["behind"] = lag.behind
+        marts["batches_missing"] = lag.missing
     return {"clinics": list(clinics.values()), "marts": marts, "checked_at": now.isoformat()}
 
 

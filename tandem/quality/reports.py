@@ -34,7 +34,9 @@ def write_batch_report(directory: Path, batch_id: int, clinic_id: str, source_na
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"batch-{batch_id:08d}"
     (directory / f"{stem}.json").write_text(
-        json.dumps({"batch": summary, "validation": result_json}, default=str, indent=1),
+        # compact (one line; ``python -m json.tool`` shows it indented): one per batch
+        json.dumps({"batch": summary, "validation": result_json}, default=str,
+                   separators=(",", ":")),
         encoding="utf-8")
     rows = []
     for res in result_json.get("results", []):
